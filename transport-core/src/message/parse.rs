@@ -260,15 +260,24 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_refused_without_overflow() {
-        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(invalid(&deep).code, codes::PARSE_ERROR);
+    fn deep_nesting_never_overflows() {
+        // The envelope itself nests too deep: refused.
+        let deep = format!("{}{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        assert!(matches!(Incoming::parse(deep.as_bytes()), Incoming::Invalid(_)));
+        // Deep params are skipped, not recursed into, while the envelope is read; reading
+        // them hits the parser's depth limit and becomes -32602.
         let obj = format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{}{}}}",
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{}1{}}}",
             "{\"a\":".repeat(100_000),
             "}".repeat(100_000)
         );
-        assert_eq!(invalid(&obj).code, codes::PARSE_ERROR);
+        let Message::Request(r) = message(&obj) else { panic!() };
+        let err = r.params_as::<serde_json::Value>().unwrap_err();
+        assert_eq!(err.code, codes::INVALID_PARAMS);
+        // A deep batch member is an invalid member.
+        let arr = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let Incoming::Batch(items) = Incoming::parse(arr.as_bytes()) else { panic!() };
+        assert!(items[0].is_err());
     }
 
     #[test]
