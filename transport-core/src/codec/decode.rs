@@ -42,11 +42,7 @@ impl Decoder for Codec {
         let blank = self.framing == Framing::Lines && src.iter().all(u8::is_ascii_whitespace);
         let buffered = src.len();
         src.clear();
-        if discarding || blank || buffered == 0 {
-            Ok(None)
-        } else {
-            Err(Error::Truncated { buffered })
-        }
+        if discarding || blank || buffered == 0 { Ok(None) } else { Err(Error::Truncated { buffered }) }
     }
 }
 
@@ -85,8 +81,14 @@ impl Codec {
                         return Some(self.parse_payload(&line));
                     }
                     if src.len() > self.max_message_size + 1 {
-                        src.clear();
-                        self.state = State::Discarding { remaining: usize::MAX };
+                        // Too long: skip it, keeping whatever follows its newline if buffered.
+                        match memchr::memchr(b'\n', &src[window..]) {
+                            Some(off) => src.advance(window + off + 1),
+                            None => {
+                                src.clear();
+                                self.state = State::Discarding { remaining: usize::MAX };
+                            }
+                        }
                         return Some(self.too_large(None));
                     }
                     *scanned = src.len();
@@ -109,9 +111,7 @@ impl Codec {
                     self.state = State::default();
                 }
                 State::Reading { .. } => {
-                    let Some(header) = src.get(..4) else {
-                        return None;
-                    };
+                    let header = src.get(..4)?;
                     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
                     if len > self.max_message_size {
                         src.advance(4);

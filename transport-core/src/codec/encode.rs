@@ -37,7 +37,12 @@ impl Codec {
         result
     }
 
-    fn encode_unchecked<T: Serialize + ?Sized>(&self, value: &T, dst: &mut BytesMut, start: usize) -> Result<(), Error> {
+    fn encode_unchecked<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        dst: &mut BytesMut,
+        start: usize,
+    ) -> Result<(), Error> {
         match (self.framing, self.format) {
             (Framing::Lines, _) => {
                 serde_json::to_writer(dst.writer(), value).map_err(|e| Error::Encode(e.to_string()))?;

@@ -53,6 +53,16 @@ impl Serialize for Id {
     }
 }
 
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match IdField::deserialize(d)? {
+            IdField::Valid(id) => Ok(id),
+            IdField::Null => Err(de::Error::custom("an id must not be null")),
+            IdField::Invalid(what) => Err(de::Error::custom(format!("ids must be strings or integers, got {what}"))),
+        }
+    }
+}
+
 /// What the `id` member of a received object held, before validation.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum IdField {
@@ -76,10 +86,8 @@ impl<'de> Deserialize<'de> for IdField {
                 Ok(IdField::Valid(Id::Number(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<IdField, E> {
-                Ok(i64::try_from(v).map_or(
-                    IdField::Invalid("an integer id larger than 2^63-1"),
-                    |n| IdField::Valid(Id::Number(n)),
-                ))
+                Ok(i64::try_from(v)
+                    .map_or(IdField::Invalid("an integer id larger than 2^63-1"), |n| IdField::Valid(Id::Number(n))))
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<IdField, E> {
                 Ok(IdField::Invalid("a fractional number id"))

@@ -87,10 +87,7 @@ impl Request {
 
 impl Notification {
     /// A notification whose params are serialized from `params`.
-    pub fn new<P: Serialize + ?Sized>(
-        method: impl Into<String>,
-        params: &P,
-    ) -> Result<Self, serde_json::Error> {
+    pub fn new<P: Serialize + ?Sized>(method: impl Into<String>, params: &P) -> Result<Self, serde_json::Error> {
         Ok(Self { method: method.into(), params: Some(to_raw(params)?) })
     }
 
@@ -114,8 +111,7 @@ impl Response {
     /// Deserializes the result; an error response is returned as the error object.
     pub fn result_as<T: DeserializeOwned>(&self) -> Result<T, ErrorObject> {
         match &self.outcome {
-            Ok(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| ErrorObject::internal(format!("result: {e}"))),
+            Ok(raw) => serde_json::from_str(raw.get()).map_err(|e| ErrorObject::internal(format!("result: {e}"))),
             Err(e) => Err(e.clone()),
         }
     }

@@ -150,19 +150,22 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Message, InvalidMessage> {
             match id {
                 None => Ok(Message::Notification(Notification { method: method.into_owned(), params })),
                 Some(Ok(id)) => Ok(Message::Request(Request { id, method: method.into_owned(), params })),
-                Some(Err(what)) => Err(InvalidMessage::invalid(
-                    None,
-                    format!("request ids must be strings or integers, got {what}"),
-                )),
+                Some(Err(what)) => {
+                    Err(InvalidMessage::invalid(None, format!("request ids must be strings or integers, got {what}")))
+                }
             }
         }
         None => {
             let outcome = match (env.result, env.error) {
                 (Some(result), None) => Ok(result.to_owned()),
-                (None, Some(error)) => Err(serde_json::from_str::<ErrorObject>(error.get())
-                    .map_err(|e| InvalidMessage::invalid(valid_id.clone(), format!("malformed \"error\" member: {e}")))?),
+                (None, Some(error)) => Err(serde_json::from_str::<ErrorObject>(error.get()).map_err(|e| {
+                    InvalidMessage::invalid(valid_id.clone(), format!("malformed \"error\" member: {e}"))
+                })?),
                 (Some(_), Some(_)) => {
-                    return Err(InvalidMessage::invalid(valid_id, "a response cannot carry both \"result\" and \"error\""));
+                    return Err(InvalidMessage::invalid(
+                        valid_id,
+                        "a response cannot carry both \"result\" and \"error\"",
+                    ));
                 }
                 (None, None) => {
                     return Err(InvalidMessage::invalid(
@@ -176,7 +179,10 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Message, InvalidMessage> {
                 // JSON-RPC allows a null id only on an error about an unreadable request.
                 Some(Err("a null id")) if outcome.is_err() => None,
                 Some(Err(what)) => {
-                    return Err(InvalidMessage::invalid(None, format!("response ids must be strings or integers, got {what}")));
+                    return Err(InvalidMessage::invalid(
+                        None,
+                        format!("response ids must be strings or integers, got {what}"),
+                    ));
                 }
                 None => return Err(InvalidMessage::invalid(None, "a response needs an \"id\"")),
             };
@@ -217,8 +223,7 @@ mod tests {
         assert!(matches!(message(r#"{"jsonrpc":"2.0","method":"n"}"#), Message::Notification(_)));
         let Message::Response(r) = message(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#) else { panic!() };
         assert_eq!(r.id, Some(Id::Number(3)));
-        let Message::Response(r) =
-            message(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#)
+        let Message::Response(r) = message(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#)
         else {
             panic!()
         };

@@ -18,7 +18,10 @@ pub fn memory_pair(limits: Limits) -> (Transport, Transport) {
     let (a_tx, a_rx) = mpsc::channel(limits.max_queued_messages.max(1));
     let (b_tx, b_rx) = mpsc::channel(limits.max_queued_messages.max(1));
     let make = |tx, rx| Transport {
-        sender: Sender::new(std::sync::Arc::new(MemoryOutbound { tx: Mutex::new(Some(tx)), limit: limits.max_message_size })),
+        sender: Sender::new(std::sync::Arc::new(MemoryOutbound {
+            tx: Mutex::new(Some(tx)),
+            limit: limits.max_message_size,
+        })),
         receiver: Receiver::new(Box::new(MemoryInbound { rx })),
         peer: PeerInfo { address: "memory".into(), credentials: None },
     };

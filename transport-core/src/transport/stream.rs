@@ -20,9 +20,9 @@ use tokio_util::codec::FramedRead;
 use tracing::Instrument;
 
 use super::{BoxFuture, Inbound, Limits, Outbound, Outgoing, PeerInfo, Receiver, Sender, Transport};
+use crate::Error;
 use crate::codec::Codec;
 use crate::message::Incoming;
-use crate::Error;
 
 /// Builds a transport over a byte stream's read and write halves.
 ///
