@@ -161,7 +161,7 @@ fn unsupported_version(requested: &str) -> ErrorObject {
 }
 
 /// Adds `resultType` and the server info to a 2026-07-28 result when they are missing.
-fn complete_modern_result(raw: Box<RawValue>, server_info: &Implementation) -> Result<Box<RawValue>, ErrorObject> {
+fn complete_modern_result(raw: &RawValue, server_info: &Implementation) -> Result<Box<RawValue>, ErrorObject> {
     let mut map: Map<String, Value> =
         serde_json::from_str(raw.get()).map_err(|e| ErrorObject::internal(format!("result is not an object: {e}")))?;
     map.entry("resultType").or_insert_with(|| Value::String("complete".into()));
@@ -202,7 +202,7 @@ impl<S: McpServer> Handler for ServerSession<S> {
                 _ => {
                     let info = self.app.server_info();
                     let fut = self.app.call(req, ctx, MODERN_VERSION);
-                    Box::pin(async move { complete_modern_result(fut.await?, &info) })
+                    Box::pin(async move { complete_modern_result(&fut.await?, &info) })
                 }
             };
         }

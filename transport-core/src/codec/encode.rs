@@ -48,10 +48,10 @@ impl Codec {
                 serde_json::to_writer(dst.writer(), value).map_err(|e| Error::Encode(e.to_string()))?;
                 self.check(dst.len() - start)?;
                 // Newlines can only be JSON whitespace here (inside strings they are escaped).
-                for b in &mut dst[start..] {
-                    if *b == b'\n' || *b == b'\r' {
-                        *b = b' ';
-                    }
+                let mut at = start;
+                while let Some(off) = memchr::memchr2(b'\n', b'\r', &dst[at..]) {
+                    dst[at + off] = b' ';
+                    at += off + 1;
                 }
                 dst.put_u8(b'\n');
             }

@@ -136,6 +136,19 @@ impl Message {
         }
     }
 
+    /// An estimate of the encoded size in bytes, for sizing buffers.
+    pub fn size_hint(&self) -> usize {
+        let raw = |r: &Option<Box<RawValue>>| r.as_ref().map_or(0, |r| r.get().len());
+        64 + match self {
+            Message::Request(r) => r.method.len() + raw(&r.params),
+            Message::Notification(n) => n.method.len() + raw(&n.params),
+            Message::Response(r) => match &r.outcome {
+                Ok(v) => v.get().len(),
+                Err(e) => e.message.len() + e.data.as_ref().map_or(0, |d| d.get().len()),
+            },
+        }
+    }
+
     /// Parses one message. Batch arrays are refused here; see [`Incoming::parse`].
     pub fn from_slice(bytes: &[u8]) -> Result<Self, InvalidMessage> {
         parse::parse_object(bytes)

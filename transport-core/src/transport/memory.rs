@@ -61,7 +61,7 @@ impl MemoryOutbound {
 }
 
 impl Outbound for MemoryOutbound {
-    fn send(&self, item: Outgoing) -> BoxFuture<'_, Result<(), Error>> {
+    fn send(&self, item: Outgoing, _inline: bool) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let tx = self.channel(&item)?;
             tx.send(item).await.map_err(|_| Error::Closed)

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use super::{BoxFuture, Inbound, Limits, Outbound, Outgoing, PeerInfo, Receiver, Sender, Transport};
 use crate::Error;
 use crate::codec::Codec;
-use crate::message::Incoming;
+use crate::message::{Incoming, Message};
 
 /// Builds a transport over a byte stream's read and write halves.
 ///
@@ -102,7 +102,11 @@ impl<W: AsyncWrite + Send + Unpin + 'static> StreamOutbound<W> {
     }
 
     fn encode(&self, item: &Outgoing) -> Result<BytesMut, Error> {
-        let mut frame = BytesMut::new();
+        let hint = match item {
+            Outgoing::Message(m) => m.size_hint(),
+            Outgoing::Batch(ms) => ms.iter().map(Message::size_hint).sum(),
+        };
+        let mut frame = BytesMut::with_capacity(hint);
         match item {
             Outgoing::Message(m) => self.codec.encode_value(m, &mut frame)?,
             Outgoing::Batch(ms) => self.codec.encode_value(ms.as_slice(), &mut frame)?,
@@ -122,7 +126,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> StreamOutbound<W> {
     }
 
     /// Appends a frame whose permits are already taken, writing inline when possible.
-    fn enqueue(&self, frame: BytesMut, bytes: u32) -> Result<(), Error> {
+    fn enqueue(&self, frame: BytesMut, bytes: u32, inline: bool) -> Result<(), Error> {
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.closing || st.finished {
@@ -138,7 +142,10 @@ impl<W: AsyncWrite + Send + Unpin + 'static> StreamOutbound<W> {
         } else {
             st.buf.extend_from_slice(&frame);
         }
-        if !st.handed_off {
+        if !st.handed_off && !inline {
+            st.handed_off = true;
+            self.kick.notify_one();
+        } else if !st.handed_off {
             let mut cx = Context::from_waker(Waker::noop());
             match self.poll_drain(st, &mut cx) {
                 Poll::Ready(Ok(())) => {}
@@ -242,7 +249,7 @@ async fn writer_task<W: AsyncWrite + Send + Unpin + 'static>(out: Arc<StreamOutb
 }
 
 impl<W: AsyncWrite + Send + Unpin + 'static> Outbound for StreamOutbound<W> {
-    fn send(&self, item: Outgoing) -> BoxFuture<'_, Result<(), Error>> {
+    fn send(&self, item: Outgoing, inline: bool) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let frame = self.encode(&item)?;
             let bytes = self.byte_cost(&frame);
@@ -250,7 +257,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbound for StreamOutbound<W> {
             let b = self.byte_permits.acquire_many(bytes).await.map_err(|_| self.closed_error())?;
             m.forget();
             b.forget();
-            self.enqueue(frame, bytes)
+            self.enqueue(frame, bytes, inline)
         })
     }
 
@@ -265,7 +272,7 @@ impl<W: AsyncWrite + Send + Unpin + 'static> Outbound for StreamOutbound<W> {
         let b = self.byte_permits.try_acquire_many(bytes).map_err(full)?;
         m.forget();
         b.forget();
-        self.enqueue(frame, bytes)
+        self.enqueue(frame, bytes, true)
     }
 
     fn close(&self, deadline: Duration) -> BoxFuture<'_, Result<(), Error>> {

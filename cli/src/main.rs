@@ -1,0 +1,89 @@
+//! `mcpt`: the command line of mcp-transports.
+#![forbid(unsafe_code)]
+
+mod endpoint;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::endpoint::Endpoint;
+
+/// Fast, interchangeable transports for the Model Context Protocol: a reference server,
+/// and (as they land) a conformance harness, benchmarks, a gateway and a bridge.
+#[derive(Debug, Parser)]
+#[command(name = "mcpt", version, propagate_version = true)]
+struct Cli {
+    /// Log line format (filter with RUST_LOG, e.g. RUST_LOG=debug). Logs go to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the reference MCP server on one or more endpoints at once.
+    Serve(serve::ServeArgs),
+    /// Check an MCP server's conformance over any transport. [planned: not in this version]
+    Conform(Planned),
+    /// Compare every transport side by side on loopback. [planned: not in this version]
+    Bench(Planned),
+    /// Run the gateway in front of many MCP servers. [planned: not in this version]
+    Gateway(Planned),
+    /// Expose a server on another transport. [planned: not in this version]
+    Bridge(Planned),
+}
+
+/// Arguments of a command that is not available yet.
+#[derive(Debug, clap::Args)]
+struct Planned {
+    /// Ignored.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn fail(reason: &str) -> ExitCode {
+    eprintln!("mcpt: {reason}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Conform(_) => Err("conform is not available in this version".to_owned()),
+        Command::Bench(_) => Err("bench is not available in this version".to_owned()),
+        Command::Gateway(_) => Err("gateway is not available in this version".to_owned()),
+        Command::Bridge(_) => Err("bridge is not available in this version".to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => fail(&reason),
+    }
+}

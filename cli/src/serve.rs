@@ -1,0 +1,143 @@
+//! `mcpt serve`: the reference server on one or more endpoints.
+
+use std::sync::Arc;
+
+use clap::ValueEnum;
+use mcp_reference_server::ReferenceServer;
+use mcp_session::PeerConfig;
+use mcp_session::server::ServerSession;
+use mcp_transport_core::transport::from_io;
+use mcp_transport_core::{Codec, Limits, PeerInfo};
+use mcp_transport_uds::{UdsAddr, UdsConfig, UdsListener};
+use tokio::task::JoinSet;
+
+use crate::Endpoint;
+
+/// Arguments of `mcpt serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// An endpoint to serve on; repeat to serve on several at once. Supported now:
+    /// unix:///abs/path.sock, unix:relative.sock, unix:@abstract, stdio:.
+    /// Default: unix:$XDG_RUNTIME_DIR/mcpt.sock, else unix:///tmp/mcpt-$USER.sock.
+    #[arg(long = "listen", value_name = "ENDPOINT", value_parser = Endpoint::parse)]
+    listen: Vec<Endpoint>,
+    /// Framing on byte-stream transports (both sides must agree on length-prefixed ones).
+    #[arg(long, value_enum, default_value_t = FramingArg::Lines)]
+    framing: FramingArg,
+    /// Largest accepted message, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_message_size)]
+    max_message_size: usize,
+    /// Accept Unix-socket peers only with this uid (repeatable). Default: any uid.
+    #[arg(long = "allow-uid", value_name = "UID")]
+    allow_uids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FramingArg {
+    /// Newline-delimited JSON (the stdio framing).
+    Lines,
+    /// 4-byte big-endian length prefix, JSON.
+    LengthJson,
+    /// 4-byte big-endian length prefix, MessagePack.
+    LengthMsgpack,
+}
+
+impl FramingArg {
+    fn codec(self) -> Codec {
+        match self {
+            FramingArg::Lines => Codec::lines(),
+            FramingArg::LengthJson => Codec::length_prefixed_json(),
+            FramingArg::LengthMsgpack => Codec::length_prefixed_msgpack(),
+        }
+    }
+}
+
+fn default_endpoint() -> Endpoint {
+    let path = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => std::path::Path::new(&dir).join("mcpt.sock"),
+        None => {
+            let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+            std::env::temp_dir().join(format!("mcpt-{user}.sock"))
+        }
+    };
+    Endpoint::Unix(format!("unix://{}", path.display()))
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
+    let app = Arc::new(ReferenceServer::new());
+    let limits = Limits { max_message_size: args.max_message_size, ..Limits::default() };
+    let codec = args.framing.codec();
+    let endpoints = if args.listen.is_empty() { vec![default_endpoint()] } else { args.listen };
+    let mut tasks = JoinSet::new();
+    for endpoint in endpoints {
+        match endpoint {
+            Endpoint::Unix(url) => {
+                let addr = UdsAddr::parse(&url).map_err(|e| format!("{url}: {e}"))?;
+                let config = UdsConfig {
+                    codec: codec.clone(),
+                    limits,
+                    allowed_uids: (!args.allow_uids.is_empty()).then(|| args.allow_uids.clone()),
+                    ..UdsConfig::default()
+                };
+                let listener = UdsListener::bind(addr, config).await.map_err(|e| format!("{url}: {e}"))?;
+                tracing::info!(endpoint = %url, "serving the reference server");
+                tasks.spawn(accept_unix(listener, app.clone()));
+            }
+            Endpoint::Stdio => {
+                let peer = PeerInfo { address: "stdio:".into(), credentials: None };
+                let transport = from_io(tokio::io::stdin(), tokio::io::stdout(), codec.clone(), limits, peer);
+                let session = ServerSession::serve(app.clone(), transport, PeerConfig::default());
+                tracing::info!(endpoint = "stdio:", "serving the reference server");
+                tasks.spawn(async move {
+                    session.closed().await;
+                    Ok(())
+                });
+            }
+            Endpoint::Unavailable(url) => {
+                return Err(format!("{url}: this transport is not available in this version"));
+            }
+        }
+    }
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        Some(done) = tasks.join_next() => match done {
+            Ok(result) => result,
+            Err(e) => Err(format!("listener task failed: {e}")),
+        },
+    }
+}
+
+async fn accept_unix(listener: UdsListener, app: Arc<ReferenceServer>) -> Result<(), String> {
+    loop {
+        match listener.accept().await {
+            Ok(transport) => {
+                ServerSession::serve(app.clone(), transport, PeerConfig::default());
+            }
+            Err(e) => {
+                // Accept errors (e.g. out of file descriptors) are transient: log and go on.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
