@@ -67,6 +67,9 @@ impl Default for PeerConfig {
     }
 }
 
+/// How long a shutdown waits for queued messages to be written.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
 /// One progress update for an outgoing request.
 pub type Progress = ProgressParams;
 
@@ -198,17 +201,27 @@ impl Peer {
     ) -> Result<Box<RawValue>, SessionError> {
         let id = Id::Number(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let params = match &opts.progress {
-            Some(tx) => {
-                lock(&self.shared.progress).insert(id.clone(), tx.clone());
-                Some(with_progress_token(params, &id)?)
-            }
+            Some(_) => Some(with_progress_token(params, &id)?),
             None => params,
         };
         let (tx, rx) = oneshot::channel();
+        let mut guard = PendingGuard {
+            shared: &self.shared,
+            id: Some(id.clone()),
+            sent: false,
+            cancel_reason: "request abandoned",
+        };
         lock(&self.shared.pending).insert(id.clone(), tx);
-        let mut guard = PendingGuard { shared: &self.shared, id: Some(id.clone()), cancel_reason: "request abandoned" };
+        if let Some(progress) = opts.progress {
+            lock(&self.shared.progress).insert(id.clone(), progress);
+        }
+        // Checked after registering, so a concurrent shutdown either sees the entry or is seen.
+        if self.shared.closed.is_cancelled() {
+            return Err(SessionError::Closed { method: method.to_owned() });
+        }
         let req = Request { id, method: method.to_owned(), params };
         self.shared.sender.send(req).await?;
+        guard.sent = true;
         let after = opts.timeout.unwrap_or(self.shared.config.request_timeout);
         let outcome = match tokio::time::timeout(after, rx).await {
             Ok(Ok(resp)) => {
@@ -267,6 +280,12 @@ impl Peer {
         for (_, token) in lock(&self.shared.inflight).drain() {
             token.cancel();
         }
+        let sender = self.shared.sender.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sender.close(CLOSE_DEADLINE).await {
+                tracing::debug!(error = %e, "closing the sending half failed");
+            }
+        });
     }
 
     async fn reply(&self, resp: Response) {
@@ -360,13 +379,15 @@ impl Peer {
         let peer = self.clone();
         tokio::spawn(async move {
             tokio::select! {
-                outcome = fut => {
-                    lock(&peer.shared.inflight).remove(&id);
-                    peer.reply(Response { id: Some(id), outcome }).await;
-                }
+                // A cancellation that arrived first wins over an answer that is also ready.
+                biased;
                 _ = token.cancelled() => {
                     lock(&peer.shared.inflight).remove(&id);
                     tracing::debug!(%id, "request cancelled; not answered");
+                }
+                outcome = fut => {
+                    lock(&peer.shared.inflight).remove(&id);
+                    peer.reply(Response { id: Some(id), outcome }).await;
                 }
             }
         });
@@ -411,7 +432,15 @@ impl Peer {
         let (tx, rx) = oneshot::channel();
         let id = req.id.clone();
         let token = CancellationToken::new();
-        lock(&self.shared.inflight).insert(id.clone(), token.clone());
+        {
+            let mut inflight = lock(&self.shared.inflight);
+            if inflight.contains_key(&id) {
+                let err = ErrorObject::invalid_request(format!("request id {id} is already in flight"));
+                let _ = tx.send(Response::error(Some(id), err));
+                return rx;
+            }
+            inflight.insert(id.clone(), token.clone());
+        }
         let ctx = RequestContext {
             peer: self.clone(),
             id: id.clone(),
@@ -422,8 +451,9 @@ impl Peer {
         let peer = self.clone();
         tokio::spawn(async move {
             tokio::select! {
-                outcome = fut => { let _ = tx.send(Response { id: Some(id.clone()), outcome }); }
+                biased;
                 _ = token.cancelled() => {}
+                outcome = fut => { let _ = tx.send(Response { id: Some(id.clone()), outcome }); }
             }
             lock(&peer.shared.inflight).remove(&id);
         });
@@ -435,6 +465,8 @@ impl Peer {
 struct PendingGuard<'a> {
     shared: &'a Shared,
     id: Option<Id>,
+    /// Whether the request reached the transport (only then is a cancellation sent).
+    sent: bool,
     cancel_reason: &'static str,
 }
 
@@ -443,7 +475,7 @@ impl Drop for PendingGuard<'_> {
         let Some(id) = self.id.take() else { return };
         lock(&self.shared.pending).remove(&id);
         lock(&self.shared.progress).remove(&id);
-        if self.shared.closed.is_cancelled() {
+        if !self.sent || self.shared.closed.is_cancelled() {
             return;
         }
         let params = CancelledParams { request_id: id, reason: Some(self.cancel_reason.to_owned()) };
@@ -455,10 +487,19 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// A cheap pre-check before parsing params for a key: the key's bytes appear literally, or
+/// the text has escapes (a key may be spelled with them).
+pub(crate) fn may_contain_key(params: &RawValue, key: &str) -> bool {
+    let bytes = params.get().as_bytes();
+    memchr::memmem::find(bytes, key.as_bytes()).is_some() || memchr::memchr(b'\\', bytes).is_some()
+}
+
 /// Reads `_meta.progressToken` from a request's params, when there is one.
 fn progress_token(req: &Request) -> Option<Id> {
     let params = req.params.as_ref()?;
-    memchr::memmem::find(params.get().as_bytes(), b"progressToken")?;
+    if !may_contain_key(params, "progressToken") {
+        return None;
+    }
     #[derive(serde::Deserialize)]
     struct Meta {
         #[serde(rename = "progressToken")]

@@ -42,7 +42,8 @@ impl Decoder for Codec {
         let blank = self.framing == Framing::Lines && src.iter().all(u8::is_ascii_whitespace);
         let buffered = src.len();
         src.clear();
-        if discarding || blank || buffered == 0 { Ok(None) } else { Err(Error::Truncated { buffered }) }
+        // An oversized frame that never ended is still a truncated frame.
+        if !discarding && (blank || buffered == 0) { Ok(None) } else { Err(Error::Truncated { buffered }) }
     }
 }
 

@@ -586,16 +586,17 @@ fn eof_on_an_empty_buffer_is_clean() {
 }
 
 #[test]
-fn eof_while_skipping_an_oversized_frame_is_clean() {
+fn eof_while_skipping_an_oversized_frame_is_truncated() {
     let mut lines = Codec::lines().with_max_message_size(10);
     let (out, mut rest) = decode_chunks(&mut lines, [&[b'x'; 50][..]]);
     assert_eq!(out.len(), 1);
-    assert!(lines.decode_eof(&mut rest).unwrap().is_none());
+    // The oversized line was reported; its end never came, so the stream ended inside it.
+    assert!(matches!(lines.decode_eof(&mut rest), Err(Error::Truncated { .. })));
 
     let mut prefixed = Codec::length_prefixed_json().with_max_message_size(64);
     let (out, mut rest) = decode_chunks(&mut prefixed, [&[0, 0, 1, 0, b'x', b'y'][..]]);
     assert_eq!(out.len(), 1);
-    assert!(prefixed.decode_eof(&mut rest).unwrap().is_none());
+    assert!(matches!(prefixed.decode_eof(&mut rest), Err(Error::Truncated { .. })));
     // The next stream starts afresh.
     let frame = encode_one(&mut prefixed, &sample_messages()[4]);
     let (out, _) = decode_chunks(&mut prefixed, [&frame[..]]);

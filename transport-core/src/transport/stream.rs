@@ -48,9 +48,9 @@ where
             error: None,
         }),
         codec: codec.clone(),
-        max_queued_bytes: limits.max_queued_bytes.clamp(1, Semaphore::MAX_PERMITS) as u32,
+        max_queued_bytes: limits.max_queued_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize)) as u32,
         message_permits: Semaphore::new(limits.max_queued_messages.clamp(1, Semaphore::MAX_PERMITS)),
-        byte_permits: Semaphore::new(limits.max_queued_bytes.clamp(1, Semaphore::MAX_PERMITS)),
+        byte_permits: Semaphore::new(limits.max_queued_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))),
         kick: Notify::new(),
         finished: finished_tx,
     });
