@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use mcp_transport_core::message::{RawValue, to_raw};
-use mcp_transport_core::transport::BoxFuture;
+use mcp_transport_core::transport::{BoxFuture, with_related_request};
 use mcp_transport_core::{
     ErrorObject, Id, Incoming, InvalidMessage, Message, Notification, Receiver, Request, Response, Sender, Transport,
 };
@@ -369,7 +369,7 @@ impl Peer {
             progress_token: progress_token(&req),
             cancelled: token.clone(),
         };
-        let mut fut = self.shared.handler.handle_request(req, ctx);
+        let mut fut = Box::pin(with_related_request(id.clone(), self.shared.handler.handle_request(req, ctx)));
         // Most handlers answer without waiting: answer from this task, with no hand-off.
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(outcome) = fut.as_mut().poll(&mut cx) {
@@ -447,7 +447,7 @@ impl Peer {
             progress_token: progress_token(&req),
             cancelled: token.clone(),
         };
-        let fut = self.shared.handler.handle_request(req, ctx);
+        let fut = with_related_request(id.clone(), self.shared.handler.handle_request(req, ctx));
         let peer = self.clone();
         tokio::spawn(async move {
             tokio::select! {

@@ -9,6 +9,7 @@
 //! - `close` flushes what is queued, then half-closes, within a deadline.
 
 mod memory;
+mod related;
 mod sink;
 mod stream;
 
@@ -19,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use memory::memory_pair;
+pub use related::{related_request, with_related_request};
 pub use sink::SenderSink;
 pub use stream::from_io;
 
