@@ -73,12 +73,24 @@ pub struct ServerDescription {
     pub supported_versions: Vec<String>,
 }
 
-/// A connected MCP client.
+/// A connected MCP client. Clones share the connection; when the last clone is dropped the
+/// session is shut down (pending requests fail, the sending half is closed).
 #[derive(Debug, Clone)]
 pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+#[derive(Debug)]
+struct ClientInner {
     peer: Peer,
-    server: Arc<ServerDescription>,
-    meta: Option<Arc<Map<String, Value>>>,
+    server: ServerDescription,
+    meta: Option<Map<String, Value>>,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        self.peer.shutdown();
+    }
 }
 
 impl Client {
@@ -142,7 +154,7 @@ impl Client {
             instructions: result.instructions,
             supported_versions: result.supported_versions,
         };
-        Ok(Client { peer: peer.clone(), server: Arc::new(server), meta: Some(Arc::new(meta)) })
+        Ok(Client { inner: Arc::new(ClientInner { peer: peer.clone(), server, meta: Some(meta) }) })
     }
 
     async fn initialize(peer: Peer, opts: &ClientOptions) -> Result<Client, SessionError> {
@@ -166,22 +178,22 @@ impl Client {
             instructions: result.instructions,
             supported_versions: Vec::new(),
         };
-        Ok(Client { peer, server: Arc::new(server), meta: None })
+        Ok(Client { inner: Arc::new(ClientInner { peer, server, meta: None }) })
     }
 
     /// The underlying peer.
     pub fn peer(&self) -> &Peer {
-        &self.peer
+        &self.inner.peer
     }
 
     /// What the server said about itself.
     pub fn server(&self) -> &ServerDescription {
-        &self.server
+        &self.inner.server
     }
 
     /// Whether this client speaks the stateless 2026-07-28 generation.
     pub fn is_modern(&self) -> bool {
-        self.meta.is_some()
+        self.inner.meta.is_some()
     }
 
     /// Sends a request with raw params (an object or absent); in 2026-07-28 the protocol
@@ -192,11 +204,11 @@ impl Client {
         params: Option<Box<RawValue>>,
         opts: RequestOptions,
     ) -> Result<Box<RawValue>, SessionError> {
-        let params = match &self.meta {
+        let params = match &self.inner.meta {
             None => params,
             Some(meta) => Some(with_meta(params, meta)?),
         };
-        self.peer.request_raw(method, params, opts).await
+        self.inner.peer.request_raw(method, params, opts).await
     }
 
     /// Sends a request and deserializes its result.

@@ -416,3 +416,17 @@ async fn modern_client_is_refused_by_a_server_speaking_another_modern_version() 
     })
     .await
 }
+
+#[tokio::test]
+async fn dropping_the_last_client_clone_ends_the_session() {
+    bounded(async {
+        let (client, server) = connect(Generation::Legacy, None).await.expect("connect");
+        let clone = client.clone();
+        drop(client);
+        clone.ping().await.expect("a remaining clone still works");
+        drop(clone);
+        // The server's read loop sees the end of the stream and closes its side.
+        server.closed().await;
+    })
+    .await;
+}
