@@ -1,6 +1,7 @@
 //! `mcpt`: the command line of mcp-transports.
 #![forbid(unsafe_code)]
 
+mod conform;
 mod endpoint;
 mod serve;
 
@@ -34,8 +35,9 @@ enum LogFormat {
 enum Command {
     /// Serve the reference MCP server on one or more endpoints at once.
     Serve(serve::ServeArgs),
-    /// Check an MCP server's conformance over any transport. [planned: not in this version]
-    Conform(Planned),
+    /// Check an MCP server's conformance: lifecycle, JSON-RPC, utilities, listings, tool
+    /// results, transport behaviour and latency. Exit status 0 only when no check failed.
+    Conform(conform::ConformArgs),
     /// Compare every transport side by side on loopback. [planned: not in this version]
     Bench(Planned),
     /// Run the gateway in front of many MCP servers. [planned: not in this version]
@@ -77,7 +79,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
-        Command::Conform(_) => Err("conform is not available in this version".to_owned()),
+        Command::Conform(args) => match runtime.block_on(conform::run(args)) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Bench(_) => Err("bench is not available in this version".to_owned()),
         Command::Gateway(_) => Err("gateway is not available in this version".to_owned()),
         Command::Bridge(_) => Err("bridge is not available in this version".to_owned()),

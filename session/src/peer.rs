@@ -418,11 +418,10 @@ impl Peer {
                     answers.push(Message::Response(resp));
                 }
             }
-            if !answers.is_empty() {
-                if let Err(e) = sender.send_batch(answers).await {
+            if !answers.is_empty()
+                && let Err(e) = sender.send_batch(answers).await {
                     tracing::debug!(error = %e, "could not send batch response");
                 }
-            }
         });
     }
 
@@ -479,11 +478,10 @@ impl Drop for PendingGuard<'_> {
             return;
         }
         let params = CancelledParams { request_id: id, reason: Some(self.cancel_reason.to_owned()) };
-        if let Ok(n) = Notification::new("notifications/cancelled", &params) {
-            if let Err(e) = self.shared.sender.try_send(n) {
+        if let Ok(n) = Notification::new("notifications/cancelled", &params)
+            && let Err(e) = self.shared.sender.try_send(n) {
                 tracing::debug!(error = %e, "could not send notifications/cancelled");
             }
-        }
     }
 }
 

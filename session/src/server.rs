@@ -166,11 +166,10 @@ fn complete_modern_result(raw: &RawValue, server_info: &Implementation) -> Resul
         serde_json::from_str(raw.get()).map_err(|e| ErrorObject::internal(format!("result is not an object: {e}")))?;
     map.entry("resultType").or_insert_with(|| Value::String("complete".into()));
     let meta = map.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(meta) = meta {
-        if !meta.contains_key(META_SERVER_INFO) {
+    if let Value::Object(meta) = meta
+        && !meta.contains_key(META_SERVER_INFO) {
             meta.insert(META_SERVER_INFO.into(), serde_json::to_value(server_info).map_err(ErrorObject::internal)?);
         }
-    }
     to_raw(&map).map_err(ErrorObject::internal)
 }
 

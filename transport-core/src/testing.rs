@@ -254,7 +254,7 @@ pub async fn slow_reader_is_bounded<H: Harness>(h: &H) {
         }
         // 1 GiB would mean the queue is unbounded.
         assert!(sent < 65_536, "try_send never reported Full");
-        if sent % 64 == 0 {
+        if sent.is_multiple_of(64) {
             tokio::task::yield_now().await;
         }
     }

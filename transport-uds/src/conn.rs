@@ -20,11 +20,7 @@ use crate::{Error, UdsAddr, UdsConfig};
 /// not talk to an impostor (an abstract name can be taken by anyone) can check them.
 /// `config.allowed_uids` and `config.mode` apply to listeners only and are ignored here.
 pub async fn connect(addr: &UdsAddr, config: &UdsConfig) -> Result<Transport, Error> {
-    let stream = UnixStream::connect(addr.socket_path()?).await.map_err(|source| Error::Io {
-        op: "connect to",
-        addr: addr.to_string(),
-        source,
-    })?;
+    let stream = connect_stream(addr).await?;
     let credentials = match stream.peer_cred() {
         Ok(c) => Some(credentials(&c)),
         Err(e) => {
@@ -33,6 +29,16 @@ pub async fn connect(addr: &UdsAddr, config: &UdsConfig) -> Result<Transport, Er
         }
     };
     Ok(build(stream, "client", addr.to_string(), credentials, config))
+}
+
+/// Connects a plain stream to `addr` (paths and abstract names alike), for callers that speak
+/// the wire format themselves.
+pub async fn connect_stream(addr: &UdsAddr) -> Result<UnixStream, Error> {
+    UnixStream::connect(addr.socket_path()?).await.map_err(|source| Error::Io {
+        op: "connect to",
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 pub(crate) fn credentials(c: &tokio::net::unix::UCred) -> PeerCredentials {

@@ -70,7 +70,7 @@ use std::path::PathBuf;
 use mcp_transport_core::{Codec, Limits};
 
 pub use addr::{MAX_ADDR_LEN, UdsAddr};
-pub use conn::connect;
+pub use conn::{connect, connect_stream};
 pub use listener::UdsListener;
 
 /// Settings for listeners and clients.

@@ -1,0 +1,175 @@
+//! `mcpt conform`: run the conformance checks against a server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use mcp_conformance::wire::LineWire;
+use mcp_conformance::{Baseline, Budgets, Connector, Options, RawWire, SpecChoice, checks};
+use mcp_transport_core::Transport;
+use mcp_transport_core::transport::BoxFuture;
+use mcp_transport_uds::{UdsAddr, UdsConfig};
+use serde_json::Value;
+
+use crate::Endpoint;
+
+/// Arguments of `mcpt conform`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConformArgs {
+    /// The server: an endpoint URL (unix:///path.sock, unix:@name, …), or `-- CMD ARGS…` for a
+    /// child process speaking stdio.
+    #[arg(value_name = "TARGET", value_parser = Endpoint::parse, required_unless_present = "command")]
+    target: Option<Endpoint>,
+    /// A child process speaking stdio: everything after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+    /// The generation to speak: auto (server/discover, else initialize), 2026-07-28,
+    /// 2025-11-25, 2025-06-18 or 2025-03-26.
+    #[arg(long, default_value = "auto", value_parser = parse_spec)]
+    spec: SpecChoice,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write the report here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// A tool the harness may call, with JSON arguments: NAME or NAME={"a":1} (repeatable).
+    /// No tool is ever called unless named here. A tool with "echo" in its name is used for
+    /// the large-message checks; one with "progress" for the progress and cancellation checks.
+    #[arg(long = "call-tool", value_name = "NAME[=JSON]", value_parser = parse_tool)]
+    call_tools: Vec<(String, Value)>,
+    /// Expected failures, each with a reason (TOML: [[expected]] id = "…" reason = "…").
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Latency budgets (TOML: ping_p50_ms, ping_p99_ms, tools_list_p50_ms, tools_list_p99_ms).
+    #[arg(long, value_name = "FILE")]
+    budgets: Option<PathBuf>,
+    /// Deadline of each check, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    timeout: f64,
+    /// Calls per latency measurement.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    latency_samples: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// A table for the terminal.
+    Text,
+    /// JSON.
+    Json,
+    /// JUnit XML.
+    Junit,
+}
+
+fn parse_spec(s: &str) -> Result<SpecChoice, String> {
+    s.parse()
+}
+
+fn parse_tool(s: &str) -> Result<(String, Value), String> {
+    match s.split_once('=') {
+        None => Ok((s.to_owned(), Value::Object(Default::default()))),
+        Some((name, json)) => {
+            let args: Value = serde_json::from_str(json).map_err(|e| format!("arguments of {name}: {e}"))?;
+            if !args.is_object() {
+                return Err(format!("arguments of {name} must be a JSON object"));
+            }
+            Ok((name.to_owned(), args))
+        }
+    }
+}
+
+fn read(path: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A Unix-socket server.
+struct Unix {
+    addr: UdsAddr,
+}
+
+impl Connector for Unix {
+    fn describe(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<Transport, String>> {
+        Box::pin(async move {
+            let config = UdsConfig { limits: wide_limits(), ..UdsConfig::default() };
+            mcp_transport_uds::connect(&self.addr, &config).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn connect_raw(&self) -> BoxFuture<'_, Option<Result<Box<dyn RawWire>, String>>> {
+        Box::pin(async move {
+            let stream = mcp_transport_uds::connect_stream(&self.addr).await;
+            Some(stream.map_err(|e| e.to_string()).map(|s| {
+                let (r, w) = s.into_split();
+                Box::new(LineWire::new(r, w)) as Box<dyn RawWire>
+            }))
+        })
+    }
+}
+
+/// Limits that let the 10 MB checks through.
+fn wide_limits() -> mcp_transport_core::Limits {
+    mcp_transport_core::Limits { max_message_size: 32 << 20, ..Default::default() }
+}
+
+pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
+    let connector: Arc<dyn Connector> = match (&args.target, args.command.is_empty()) {
+        (Some(Endpoint::Unix(url)), true) => Arc::new(Unix { addr: UdsAddr::parse(url).map_err(|e| e.to_string())? }),
+        (Some(other), true) => {
+            return Err(format!("{other}: conformance over this transport is not available in this version"));
+        }
+        (Some(_), false) => return Err("give either TARGET or -- CMD, not both".into()),
+        (None, false) => return Err("child-process targets are not available in this version".into()),
+        (None, true) => return Err("no target: give an endpoint URL or -- CMD ARGS".into()),
+    };
+    let baseline = match &args.baseline {
+        Some(p) => Baseline::parse(&p.display().to_string(), &read(p)?).map_err(|e| e.to_string())?,
+        None => Baseline::default(),
+    };
+    let budgets = match &args.budgets {
+        Some(p) => Some(toml_budgets(p)?),
+        None => None,
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return Err(format!("--timeout must be a positive number of seconds, not {}", args.timeout));
+    }
+    let options = Options {
+        spec: args.spec,
+        call_tools: args.call_tools,
+        check_timeout: Duration::from_secs_f64(args.timeout),
+        latency_samples: args.latency_samples,
+        budgets,
+    };
+    let report =
+        mcp_conformance::run(connector, options, &checks::all(), &baseline).await.map_err(|e| e.to_string())?;
+    let text = match args.format {
+        Format::Text => report.to_text(),
+        Format::Json => report.to_json().map_err(|e| e.to_string())?,
+        Format::Junit => report.to_junit(),
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => print_out(&text),
+    }
+    Ok(!report.failed())
+}
+
+fn toml_budgets(path: &PathBuf) -> Result<Budgets, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        latency: Budgets,
+    }
+    let file: File = toml::from_str(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file.latency)
+}
+
+#[allow(clippy::print_stdout)]
+fn print_out(text: &str) {
+    print!("{text}");
+}
