@@ -7,11 +7,14 @@
 //! - [`transport`]: [`Sender`] (cloneable, bounded, batching) and [`Receiver`] (cancel-safe),
 //!   a byte-stream transport over any `AsyncRead`/`AsyncWrite`, and an in-memory pair.
 //! - `testing` (feature): the shared test suite every transport runs.
+//! - `rmcp` (feature): any transport as an rmcp (official Rust SDK) transport.
 #![forbid(unsafe_code)]
 
 pub mod codec;
 mod error;
 pub mod message;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
 pub mod transport;
 
 #[cfg(feature = "testing")]
