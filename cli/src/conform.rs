@@ -112,6 +112,66 @@ impl Connector for Unix {
     }
 }
 
+/// A child process speaking stdio, spawned anew for every connection.
+struct Child {
+    command: Vec<String>,
+    children: std::sync::Mutex<Vec<mcp_transport_stdio::StdioChild>>,
+}
+
+/// A raw connection to a child: its stdin and stdout as lines; the child is killed on drop.
+struct ChildWire {
+    wire: LineWire<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    _child: tokio::process::Child,
+}
+
+impl RawWire for ChildWire {
+    fn send<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
+        self.wire.send(payload)
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, std::io::Result<Option<Vec<u8>>>> {
+        self.wire.recv()
+    }
+}
+
+impl Connector for Child {
+    fn describe(&self) -> String {
+        format!("-- {}", self.command.join(" "))
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<Transport, String>> {
+        Box::pin(async move {
+            let config =
+                mcp_transport_stdio::ChildConfig::new(&self.command[0]).args(&self.command[1..]).limits(wide_limits());
+            let mut child = mcp_transport_stdio::spawn(config).map_err(|e| e.to_string())?;
+            let transport = child.take_transport().ok_or("the child's transport was already taken")?;
+            self.children.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+            Ok(transport)
+        })
+    }
+
+    fn connect_raw(&self) -> BoxFuture<'_, Option<Result<Box<dyn RawWire>, String>>> {
+        Box::pin(async move {
+            let spawned = tokio::process::Command::new(&self.command[0])
+                .args(&self.command[1..])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn();
+            Some(match spawned {
+                Err(e) => Err(format!("{}: {e}", self.command[0])),
+                Ok(mut child) => match (child.stdout.take(), child.stdin.take()) {
+                    (Some(out), Some(inp)) => {
+                        Ok(Box::new(ChildWire { wire: LineWire::new(out, inp), _child: child }) as Box<dyn RawWire>)
+                    }
+                    _ => Err("the child has no stdin or stdout pipe".to_owned()),
+                },
+            })
+        })
+    }
+}
+
 /// Limits that let the 10 MB checks through.
 fn wide_limits() -> mcp_transport_core::Limits {
     mcp_transport_core::Limits { max_message_size: 32 << 20, ..Default::default() }
@@ -124,7 +184,7 @@ pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
             return Err(format!("{other}: conformance over this transport is not available in this version"));
         }
         (Some(_), false) => return Err("give either TARGET or -- CMD, not both".into()),
-        (None, false) => return Err("child-process targets are not available in this version".into()),
+        (None, false) => Arc::new(Child { command: args.command.clone(), children: Default::default() }),
         (None, true) => return Err("no target: give an endpoint URL or -- CMD ARGS".into()),
     };
     let baseline = match &args.baseline {

@@ -82,7 +82,8 @@ impl Report {
             };
             let _ = writeln!(out, "{mark:5}  {:width$}  {}", r.id, r.title);
             if !r.detail.is_empty() {
-                let _ = writeln!(out, "{:5}  {:width$}  {}", "", "", r.detail);
+                let detail: String = r.detail.split_whitespace().collect::<Vec<_>>().join(" ");
+                let _ = writeln!(out, "{:5}  {:width$}  {detail}", "", "");
             }
             if matches!(r.status, Status::Fail | Status::Warn | Status::Expected) {
                 let _ = writeln!(out, "{:5}  {:width$}  see {}", "", "", r.link);

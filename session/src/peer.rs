@@ -419,9 +419,10 @@ impl Peer {
                 }
             }
             if !answers.is_empty()
-                && let Err(e) = sender.send_batch(answers).await {
-                    tracing::debug!(error = %e, "could not send batch response");
-                }
+                && let Err(e) = sender.send_batch(answers).await
+            {
+                tracing::debug!(error = %e, "could not send batch response");
+            }
         });
     }
 
@@ -479,9 +480,10 @@ impl Drop for PendingGuard<'_> {
         }
         let params = CancelledParams { request_id: id, reason: Some(self.cancel_reason.to_owned()) };
         if let Ok(n) = Notification::new("notifications/cancelled", &params)
-            && let Err(e) = self.shared.sender.try_send(n) {
-                tracing::debug!(error = %e, "could not send notifications/cancelled");
-            }
+            && let Err(e) = self.shared.sender.try_send(n)
+        {
+            tracing::debug!(error = %e, "could not send notifications/cancelled");
+        }
     }
 }
 

@@ -167,9 +167,10 @@ fn complete_modern_result(raw: &RawValue, server_info: &Implementation) -> Resul
     map.entry("resultType").or_insert_with(|| Value::String("complete".into()));
     let meta = map.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(meta) = meta
-        && !meta.contains_key(META_SERVER_INFO) {
-            meta.insert(META_SERVER_INFO.into(), serde_json::to_value(server_info).map_err(ErrorObject::internal)?);
-        }
+        && !meta.contains_key(META_SERVER_INFO)
+    {
+        meta.insert(META_SERVER_INFO.into(), serde_json::to_value(server_info).map_err(ErrorObject::internal)?);
+    }
     to_raw(&map).map_err(ErrorObject::internal)
 }
 

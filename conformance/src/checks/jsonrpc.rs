@@ -186,7 +186,14 @@ async fn batch_refused(ctx: &Context) -> Outcome {
     if let Err(e) = s.send_json(&batch).await {
         return Outcome::fail(e);
     }
-    match s.recv_json().await {
+    // Skip the server's own notifications and requests; the answer is an array or a response.
+    let answer = loop {
+        match s.recv_json().await {
+            Ok(Some(v)) if v.get("method").is_some() => continue,
+            other => break other,
+        }
+    };
+    match answer {
         Err(e) => Outcome::fail(e),
         Ok(None) => Outcome::pass_with("the server closed the connection"),
         Ok(Some(Value::Array(items))) => {

@@ -108,9 +108,10 @@ async fn schemas(ctx: &Context) -> Outcome {
         let name = tool.get("name").and_then(Value::as_str).unwrap_or("?");
         for key in ["inputSchema", "outputSchema"] {
             if let Some(schema) = tool.get(key)
-                && let Some(p) = schema_problem(schema) {
-                    problems.push(format!("{name}.{key}: {p}"));
-                }
+                && let Some(p) = schema_problem(schema)
+            {
+                problems.push(format!("{name}.{key}: {p}"));
+            }
         }
     }
     Outcome::require(problems.is_empty(), || problems.join("; "))

@@ -54,9 +54,10 @@ async fn call(ctx: &Context) -> Outcome {
             return Outcome::fail(format!("{name}: {p}"));
         }
         if let Some(flag) = result.get("isError")
-            && !flag.is_boolean() {
-                return Outcome::fail(format!("{name}: isError must be a boolean, got {flag}"));
-            }
+            && !flag.is_boolean()
+        {
+            return Outcome::fail(format!("{name}: isError must be a boolean, got {flag}"));
+        }
         if let Some(schema) = tool.get("outputSchema") {
             let is_error = result.get("isError") == Some(&json!(true));
             match result.get("structuredContent") {

@@ -134,9 +134,10 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Message, InvalidMessage> {
         return Err(InvalidMessage::invalid(valid_id, reason));
     }
     if let Some(params) = env.params
-        && !matches!(first_non_ws(params.get().as_bytes()), Some(b'{' | b'[')) {
-            return Err(InvalidMessage::invalid(valid_id, "\"params\" must be an object or array"));
-        }
+        && !matches!(first_non_ws(params.get().as_bytes()), Some(b'{' | b'['))
+    {
+        return Err(InvalidMessage::invalid(valid_id, "\"params\" must be an object or array"));
+    }
     match env.method {
         Some(method) => {
             if env.result.is_some() || env.error.is_some() {

@@ -149,7 +149,12 @@ impl<W: AsyncWrite + Send + Unpin + 'static> StreamOutbound<W> {
             let mut cx = Context::from_waker(Waker::noop());
             match self.poll_drain(st, &mut cx) {
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => self.fail(st, e),
+                Poll::Ready(Err(e)) => {
+                    // The frame was not delivered: say so to this sender too.
+                    let err = Error::Io(io::Error::new(e.kind(), e.to_string()));
+                    self.fail(st, e);
+                    return Err(err);
+                }
                 Poll::Pending => {
                     st.handed_off = true;
                     self.kick.notify_one();
