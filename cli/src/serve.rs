@@ -6,8 +6,8 @@ use clap::ValueEnum;
 use mcp_reference_server::ReferenceServer;
 use mcp_session::PeerConfig;
 use mcp_session::server::ServerSession;
-use mcp_transport_core::transport::from_io;
-use mcp_transport_core::{Codec, Limits, PeerInfo};
+use mcp_transport_core::{Codec, Limits};
+use mcp_transport_stdio::StdioConfig;
 use mcp_transport_uds::{UdsAddr, UdsConfig, UdsListener};
 use tokio::task::JoinSet;
 
@@ -21,7 +21,8 @@ pub(crate) struct ServeArgs {
     /// Default: unix:$XDG_RUNTIME_DIR/mcpt.sock, else unix:///tmp/mcpt-$USER.sock.
     #[arg(long = "listen", value_name = "ENDPOINT", value_parser = Endpoint::parse)]
     listen: Vec<Endpoint>,
-    /// Framing on byte-stream transports (both sides must agree on length-prefixed ones).
+    /// Framing on Unix sockets (both sides must agree on length-prefixed ones; stdio always
+    /// uses newline-delimited JSON, as the specification says).
     #[arg(long, value_enum, default_value_t = FramingArg::Lines)]
     framing: FramingArg,
     /// Largest accepted message, in bytes.
@@ -84,8 +85,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 tasks.spawn(accept_unix(listener, app.clone()));
             }
             Endpoint::Stdio => {
-                let peer = PeerInfo { address: "stdio:".into(), credentials: None };
-                let transport = from_io(tokio::io::stdin(), tokio::io::stdout(), codec.clone(), limits, peer);
+                let transport = mcp_transport_stdio::stdio_transport(StdioConfig { limits, ..StdioConfig::default() });
                 let session = ServerSession::serve(app.clone(), transport, PeerConfig::default());
                 tracing::info!(endpoint = "stdio:", "serving the reference server");
                 tasks.spawn(async move {
