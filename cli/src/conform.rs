@@ -45,6 +45,9 @@ pub(crate) struct ConformArgs {
     /// Latency budgets (TOML: ping_p50_ms, ping_p99_ms, tools_list_p50_ms, tools_list_p99_ms).
     #[arg(long, value_name = "FILE")]
     budgets: Option<PathBuf>,
+    /// Trusted CA certificates (PEM) for wss:// targets, instead of the system roots.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Deadline of each check, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 15.0)]
     timeout: f64,
@@ -109,6 +112,22 @@ impl Connector for Unix {
                 Box::new(LineWire::new(r, w)) as Box<dyn RawWire>
             }))
         })
+    }
+}
+
+/// A WebSocket server.
+struct Ws {
+    url: String,
+    config: mcp_transport_ws::WsClientConfig,
+}
+
+impl Connector for Ws {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<Transport, String>> {
+        Box::pin(async move { mcp_transport_ws::connect(&self.url, &self.config).await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -180,6 +199,13 @@ fn wide_limits() -> mcp_transport_core::Limits {
 pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
     let connector: Arc<dyn Connector> = match (&args.target, args.command.is_empty()) {
         (Some(Endpoint::Unix(url)), true) => Arc::new(Unix { addr: UdsAddr::parse(url).map_err(|e| e.to_string())? }),
+        (Some(Endpoint::Ws(url)), true) => {
+            let mut config = mcp_transport_ws::WsClientConfig { limits: wide_limits(), ..Default::default() };
+            if let Some(ca) = &args.ca {
+                config.tls = mcp_transport_ws::ClientTls::PemFile(ca.clone());
+            }
+            Arc::new(Ws { url: url.clone(), config })
+        }
         (Some(other), true) => {
             return Err(format!("{other}: conformance over this transport is not available in this version"));
         }

@@ -9,6 +9,8 @@ pub(crate) enum Endpoint {
     Unix(String),
     /// `stdio:`: this process's own stdin and stdout.
     Stdio,
+    /// `ws://host:port/path` or `wss://host:port/path`.
+    Ws(String),
     /// A transport that is specified but not built yet (`ws://`, `quic://`, `http://`, …).
     Unavailable(String),
 }
@@ -20,7 +22,8 @@ impl Endpoint {
         match scheme {
             "unix" => Ok(Endpoint::Unix(s.to_owned())),
             "stdio" if s == "stdio:" => Ok(Endpoint::Stdio),
-            "ws" | "wss" | "quic" | "http" | "https" => Ok(Endpoint::Unavailable(s.to_owned())),
+            "ws" | "wss" => Ok(Endpoint::Ws(s.to_owned())),
+            "quic" | "http" | "https" => Ok(Endpoint::Unavailable(s.to_owned())),
             _ => Err(format!(
                 "{s:?} is not an endpoint: expected unix:///path.sock, unix:name.sock, unix:@name, stdio:, \
                  ws://host:port/path, wss://…, quic://host:port or http://host:port/mcp"
@@ -32,7 +35,7 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Unix(s) | Endpoint::Unavailable(s) => f.write_str(s),
+            Endpoint::Unix(s) | Endpoint::Ws(s) | Endpoint::Unavailable(s) => f.write_str(s),
             Endpoint::Stdio => f.write_str("stdio:"),
         }
     }
@@ -47,7 +50,7 @@ mod tests {
         assert_eq!(Endpoint::parse("unix:///tmp/a.sock"), Ok(Endpoint::Unix("unix:///tmp/a.sock".into())));
         assert_eq!(Endpoint::parse("unix:@name"), Ok(Endpoint::Unix("unix:@name".into())));
         assert_eq!(Endpoint::parse("stdio:"), Ok(Endpoint::Stdio));
-        assert!(matches!(Endpoint::parse("quic://127.0.0.1:4433"), Ok(Endpoint::Unavailable(_))));
+        assert_eq!(Endpoint::parse("ws://127.0.0.1:1/mcp"), Ok(Endpoint::Ws("ws://127.0.0.1:1/mcp".into())));
         assert!(Endpoint::parse("/tmp/a.sock").is_err());
         assert!(Endpoint::parse("stdio:x").is_err());
     }

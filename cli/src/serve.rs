@@ -9,6 +9,7 @@ use mcp_session::server::ServerSession;
 use mcp_transport_core::{Codec, Limits};
 use mcp_transport_stdio::StdioConfig;
 use mcp_transport_uds::{UdsAddr, UdsConfig, UdsListener};
+use mcp_transport_ws::{WsConfig, WsListener};
 use tokio::task::JoinSet;
 
 use crate::Endpoint;
@@ -16,8 +17,9 @@ use crate::Endpoint;
 /// Arguments of `mcpt serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// An endpoint to serve on; repeat to serve on several at once. Supported now:
-    /// unix:///abs/path.sock, unix:relative.sock, unix:@abstract, stdio:.
+    /// An endpoint to serve on; repeat to serve on several at once: unix:///abs/path.sock,
+    /// unix:relative.sock, unix:@abstract, stdio:, ws://127.0.0.1:PORT/mcp, wss://… (port 0
+    /// picks a free port; the log names the one chosen).
     /// Default: unix:$XDG_RUNTIME_DIR/mcpt.sock, else unix:///tmp/mcpt-$USER.sock.
     #[arg(long = "listen", value_name = "ENDPOINT", value_parser = Endpoint::parse)]
     listen: Vec<Endpoint>,
@@ -28,6 +30,12 @@ pub(crate) struct ServeArgs {
     /// Largest accepted message, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_message_size)]
     max_message_size: usize,
+    /// TLS certificate chain (PEM) for wss:// listeners.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for wss:// listeners.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Accept Unix-socket peers only with this uid (repeatable). Default: any uid.
     #[arg(long = "allow-uid", value_name = "UID")]
     allow_uids: Vec<u32>,
@@ -91,6 +99,33 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 tasks.spawn(async move {
                     session.closed().await;
                     Ok(())
+                });
+            }
+            Endpoint::Ws(url) => {
+                let tls = match (&args.tls_cert, &args.tls_key, url.starts_with("wss:")) {
+                    (Some(cert), Some(key), true) => Some(
+                        mcp_transport_ws::tls::server_config_from_pem_files(cert, key)
+                            .map_err(|e| format!("{url}: {e}"))?,
+                    ),
+                    (_, _, true) => return Err(format!("{url}: wss:// needs --tls-cert and --tls-key")),
+                    _ => None,
+                };
+                let config = WsConfig { limits, tls, ..WsConfig::default() };
+                let listener = WsListener::bind(url.as_str(), config).await.map_err(|e| format!("{url}: {e}"))?;
+                tracing::info!(endpoint = %listener.url(), "serving the reference server");
+                let app = app.clone();
+                tasks.spawn(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok(t) => {
+                                ServerSession::serve(app.clone(), t, PeerConfig::default());
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
                 });
             }
             Endpoint::Unavailable(url) => {

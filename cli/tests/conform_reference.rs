@@ -36,3 +36,11 @@ fn reference_server_as_a_stdio_child() {
         conform(&["--spec", spec, "--", MCPT, "serve", "--listen", "stdio:"]);
     }
 }
+
+#[test]
+fn reference_server_over_websocket() {
+    let server = common::ServeProcess::start("ws://127.0.0.1:0/mcp", "ws://");
+    for spec in ["auto", "2025-11-25"] {
+        conform(&["--spec", spec, &server.url]);
+    }
+}

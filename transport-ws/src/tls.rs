@@ -1,0 +1,151 @@
+//! TLS settings for `wss://`: server certificates from PEM, client trust from PEM or the
+//! operating system's roots. Every configuration uses rustls with the *ring* provider,
+//! TLS 1.2 and 1.3, and ALPN `http/1.1` (the protocol a WebSocket upgrade runs on).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+
+use crate::Error;
+
+/// ALPN protocol id offered and accepted for `wss://`.
+const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_error(what: &'static str, source: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Pem { what, from: source.to_owned(), reason: reason.to_string() }
+}
+
+fn certificates(pem: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error("certificates", source, e))?;
+    if certs.is_empty() {
+        return Err(pem_error("certificates", source, "no CERTIFICATE block found"));
+    }
+    Ok(certs)
+}
+
+fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| pem_error(what, &path.display().to_string(), e))
+}
+
+/// A server configuration from a PEM certificate chain (leaf first) and a PEM private key
+/// (PKCS#8, PKCS#1 or SEC1).
+pub fn server_config_from_pem(cert_chain: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>, Error> {
+    server_config(cert_chain, key, "memory", "memory")
+}
+
+/// A server configuration from PEM files: see [`server_config_from_pem`].
+pub fn server_config_from_pem_files(
+    cert_chain: impl AsRef<Path>,
+    key: impl AsRef<Path>,
+) -> Result<Arc<ServerConfig>, Error> {
+    let (cert_path, key_path) = (cert_chain.as_ref(), key.as_ref());
+    let certs = read(cert_path, "certificates")?;
+    let key_pem = read(key_path, "private key")?;
+    server_config(&certs, &key_pem, &cert_path.display().to_string(), &key_path.display().to_string())
+}
+
+fn server_config(cert_chain: &[u8], key: &[u8], cert_src: &str, key_src: &str) -> Result<Arc<ServerConfig>, Error> {
+    let certs = certificates(cert_chain, cert_src)?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| pem_error("private key", key_src, e))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| pem_error("certificate and key", cert_src, e))?;
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client configuration trusting only the certificates (CAs or self-signed leaves) in a PEM
+/// bundle.
+pub fn client_config_from_pem(trusted: &[u8]) -> Result<Arc<ClientConfig>, Error> {
+    client_config_with(roots_from_pem(trusted, "memory")?)
+}
+
+/// A client configuration trusting the certificates in a PEM file: see
+/// [`client_config_from_pem`].
+pub fn client_config_from_pem_file(path: impl AsRef<Path>) -> Result<Arc<ClientConfig>, Error> {
+    let path = path.as_ref();
+    let pem = read(path, "trusted certificates")?;
+    client_config_with(roots_from_pem(&pem, &path.display().to_string())?)
+}
+
+/// A client configuration trusting the operating system's root certificates (loaded once per
+/// process with rustls-native-certs).
+pub fn client_config_system_roots() -> Result<Arc<ClientConfig>, Error> {
+    static SYSTEM: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    SYSTEM
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+                return Err(format!("no usable system root certificates ({})", errors.join("; ")));
+            }
+            client_config_with(roots).map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|reason| Error::Pem { what: "system root certificates", from: "the operating system".into(), reason })
+}
+
+fn roots_from_pem(pem: &[u8], source: &str) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(pem, source)? {
+        roots.add(cert).map_err(|e| pem_error("trusted certificates", source, e))?;
+    }
+    Ok(roots)
+}
+
+fn client_config_with(roots: RootCertStore) -> Result<Arc<ClientConfig>, Error> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Which servers a `wss://` client trusts.
+#[derive(Clone, Default)]
+pub enum ClientTls {
+    /// The operating system's root certificates (the default).
+    #[default]
+    SystemRoots,
+    /// The certificates in this PEM file (CAs or self-signed server certificates), read at
+    /// each connect.
+    PemFile(PathBuf),
+    /// A complete rustls configuration (client certificates, custom verifiers, …).
+    Config(Arc<ClientConfig>),
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientTls::SystemRoots => f.write_str("SystemRoots"),
+            ClientTls::PemFile(p) => f.debug_tuple("PemFile").field(p).finish(),
+            ClientTls::Config(_) => f.write_str("Config(..)"),
+        }
+    }
+}
+
+impl ClientTls {
+    pub(crate) fn config(&self) -> Result<Arc<ClientConfig>, Error> {
+        match self {
+            ClientTls::SystemRoots => client_config_system_roots(),
+            ClientTls::PemFile(path) => client_config_from_pem_file(path),
+            ClientTls::Config(c) => Ok(c.clone()),
+        }
+    }
+}
