@@ -67,8 +67,8 @@ impl<R: ServiceRole> rmcp::transport::Transport<R> for RmcpTransport<R> {
         async move { sender.send(msg?).await }
     }
 
-    fn receive(&mut self) -> impl Future<Output = Option<RxJsonRpcMessage<R>>> + Send {
-        async move {
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<R>> {
+        {
             loop {
                 match self.receiver.recv().await? {
                     Ok(Incoming::Message(m)) => match serde_json::from_slice(&m.to_vec()) {
@@ -100,8 +100,7 @@ impl<R: ServiceRole> rmcp::transport::Transport<R> for RmcpTransport<R> {
         }
     }
 
-    fn close(&mut self) -> impl Future<Output = Result<(), Error>> + Send {
-        let sender = self.sender.clone();
-        async move { sender.close(CLOSE_DEADLINE).await }
+    async fn close(&mut self) -> Result<(), Error> {
+        self.sender.close(CLOSE_DEADLINE).await
     }
 }
