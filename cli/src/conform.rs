@@ -129,6 +129,62 @@ impl Connector for Ws {
     fn connect(&self) -> BoxFuture<'_, Result<Transport, String>> {
         Box::pin(async move { mcp_transport_ws::connect(&self.url, &self.config).await.map_err(|e| e.to_string()) })
     }
+
+    fn connect_raw(&self) -> BoxFuture<'_, Option<Result<Box<dyn RawWire>, String>>> {
+        Box::pin(async move {
+            // Raw frames over plain ws:// only; wss:// raw checks are skipped with the reason.
+            let rest = self.url.strip_prefix("ws://")?;
+            let authority = rest.split('/').next().unwrap_or(rest);
+            Some(ws_raw(&self.url, authority).await)
+        })
+    }
+}
+
+/// One text frame per payload, with the `mcp` subprotocol, through an independent WebSocket
+/// implementation (tokio-tungstenite).
+struct WsRawWire {
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+async fn ws_raw(url: &str, authority: &str) -> Result<Box<dyn RawWire>, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tcp = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("{authority}: {e}"))?;
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mcp"));
+    let (ws, _) = tokio_tungstenite::client_async(request, tcp).await.map_err(|e| e.to_string())?;
+    Ok(Box::new(WsRawWire { ws }))
+}
+
+impl RawWire for WsRawWire {
+    fn send<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
+        use futures_util::SinkExt;
+        Box::pin(async move {
+            let text = String::from_utf8_lossy(payload).into_owned();
+            self.ws
+                .send(tokio_tungstenite::tungstenite::Message::text(text))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, std::io::Result<Option<Vec<u8>>>> {
+        use futures_util::StreamExt;
+        Box::pin(async move {
+            loop {
+                match self.ws.next().await {
+                    None => return Ok(None),
+                    Some(Err(e)) => return Err(std::io::Error::other(e.to_string())),
+                    Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                        return Ok(Some(t.as_bytes().to_vec()));
+                    }
+                    Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => return Ok(None),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+    }
 }
 
 /// A child process speaking stdio, spawned anew for every connection.
