@@ -11,6 +11,7 @@ fn conform(target: &[&str]) -> String {
     let out = Command::new(MCPT)
         .args(["conform", "--latency-samples", "50"])
         .args(["--call-tool", r#"echo={"text":"conformance"}"#, "--call-tool", "test_simple_text"])
+        .args(["--call-tool", "test_tool_with_progress"])
         .args(target)
         .output()
         .expect("run mcpt conform");

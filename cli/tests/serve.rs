@@ -101,7 +101,7 @@ fn bad_endpoints_fail_with_one_line() {
     let out = std::process::Command::new(MCPT).args(["serve", "--listen", "/no/scheme.sock"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an endpoint"));
-    let out = std::process::Command::new(MCPT).args(["serve", "--listen", "ws://127.0.0.1:1/mcp"]).output().unwrap();
+    let out = std::process::Command::new(MCPT).args(["serve", "--listen", "wss://127.0.0.1:0/mcp"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");

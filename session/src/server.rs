@@ -196,9 +196,8 @@ impl<S: McpServer> Handler for ServerSession<S> {
             }
             return match req.method.as_str() {
                 "server/discover" => ready(self.discover()),
-                "initialize" => {
-                    ready(Err(ErrorObject::invalid_request("initialize is not part of protocol 2026-07-28")))
-                }
+                // initialize does not exist in 2026-07-28: it is an unknown method there.
+                "initialize" => ready(Err(ErrorObject::method_not_found("initialize"))),
                 _ => {
                     let info = self.app.server_info();
                     let fut = self.app.call(req, ctx, MODERN_VERSION);

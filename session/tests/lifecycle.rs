@@ -430,3 +430,16 @@ async fn dropping_the_last_client_clone_ends_the_session() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn initialize_with_modern_meta_is_an_unknown_method() {
+    bounded(async {
+        let (_server, mut wire) = raw_server();
+        let mut req = initialize(9, "2026-07-28");
+        req["params"]["_meta"] = modern_meta("2026-07-28");
+        wire.send(&req).await;
+        let resp = wire.recv().await;
+        assert_eq!((resp["id"].clone(), error_code(&resp)), (json!(9), -32601), "{resp}");
+    })
+    .await;
+}
