@@ -45,7 +45,7 @@ pub(crate) struct ConformArgs {
     /// Latency budgets (TOML: ping_p50_ms, ping_p99_ms, tools_list_p50_ms, tools_list_p99_ms).
     #[arg(long, value_name = "FILE")]
     budgets: Option<PathBuf>,
-    /// Trusted CA certificates (PEM) for wss:// targets, instead of the system roots.
+    /// Trusted CA certificates (PEM) for wss:// and https:// targets, instead of the system roots.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
     /// Deadline of each check, in seconds.
@@ -81,6 +81,10 @@ fn parse_tool(s: &str) -> Result<(String, Value), String> {
             Ok((name.to_owned(), args))
         }
     }
+}
+
+fn read_bytes(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {
@@ -261,6 +265,14 @@ pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
                 config.tls = mcp_transport_ws::ClientTls::PemFile(ca.clone());
             }
             Arc::new(Ws { url: url.clone(), config })
+        }
+        (Some(Endpoint::Http(url)), true) => {
+            let mut config = mcp_transport_http::HttpClientConfig { limits: wide_limits(), ..Default::default() };
+            if let Some(ca) = &args.ca {
+                let pem = read_bytes(ca)?;
+                config.tls = config.tls.with_root_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            Arc::new(crate::conform_http::Http { url: url.clone(), config })
         }
         (Some(other), true) => {
             return Err(format!("{other}: conformance over this transport is not available in this version"));

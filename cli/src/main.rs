@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod conform;
+mod conform_http;
 mod endpoint;
 mod serve;
 

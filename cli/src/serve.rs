@@ -7,6 +7,7 @@ use mcp_reference_server::ReferenceServer;
 use mcp_session::PeerConfig;
 use mcp_session::server::ServerSession;
 use mcp_transport_core::{Codec, Limits};
+use mcp_transport_http::{HttpListener, HttpServerConfig, ParamHeader, ParamHeaderLookup};
 use mcp_transport_stdio::StdioConfig;
 use mcp_transport_uds::{UdsAddr, UdsConfig, UdsListener};
 use mcp_transport_ws::{WsConfig, WsListener};
@@ -18,7 +19,8 @@ use crate::Endpoint;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// An endpoint to serve on; repeat to serve on several at once: unix:///abs/path.sock,
-    /// unix:relative.sock, unix:@abstract, stdio:, ws://127.0.0.1:PORT/mcp, wss://… (port 0
+    /// unix:relative.sock, unix:@abstract, stdio:, ws://127.0.0.1:PORT/mcp, wss://…,
+    /// http://127.0.0.1:PORT/mcp (Streamable HTTP, both generations), https://… (port 0
     /// picks a free port; the log names the one chosen).
     /// Default: unix:$XDG_RUNTIME_DIR/mcpt.sock, else unix:///tmp/mcpt-$USER.sock.
     #[arg(long = "listen", value_name = "ENDPOINT", value_parser = Endpoint::parse)]
@@ -30,10 +32,10 @@ pub(crate) struct ServeArgs {
     /// Largest accepted message, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_message_size)]
     max_message_size: usize,
-    /// TLS certificate chain (PEM) for wss:// listeners.
+    /// TLS certificate chain (PEM) for wss:// and https:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
-    /// TLS private key (PEM) for wss:// listeners.
+    /// TLS private key (PEM) for wss:// and https:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
     /// Accept Unix-socket peers only with this uid (repeatable). Default: any uid.
@@ -112,6 +114,38 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 };
                 let config = WsConfig { limits, tls, ..WsConfig::default() };
                 let listener = WsListener::bind(url.as_str(), config).await.map_err(|e| format!("{url}: {e}"))?;
+                tracing::info!(endpoint = %listener.url(), "serving the reference server");
+                let app = app.clone();
+                tasks.spawn(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok(t) => {
+                                ServerSession::serve(app.clone(), t, PeerConfig::default());
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                });
+            }
+            Endpoint::Http(url) => {
+                let tls = match (&args.tls_cert, &args.tls_key, url.starts_with("https:")) {
+                    (Some(cert), Some(key), true) => Some(
+                        mcp_transport_http::ServerTls::from_pem_files(cert, key).map_err(|e| format!("{url}: {e}"))?,
+                    ),
+                    (_, _, true) => return Err(format!("{url}: https:// needs --tls-cert and --tls-key")),
+                    _ => None,
+                };
+                let param_headers = ParamHeaderLookup::new(|tool| {
+                    mcp_reference_server::header_params(tool)
+                        .iter()
+                        .map(|p| ParamHeader { header: p.header.to_owned(), path: vec![p.argument.to_owned()] })
+                        .collect()
+                });
+                let config = HttpServerConfig { limits, tls, param_headers: Some(param_headers), ..Default::default() };
+                let listener = HttpListener::bind_url(&url, config).await.map_err(|e| format!("{url}: {e}"))?;
                 tracing::info!(endpoint = %listener.url(), "serving the reference server");
                 let app = app.clone();
                 tasks.spawn(async move {

@@ -45,3 +45,11 @@ fn reference_server_over_websocket() {
         conform(&["--spec", spec, &server.url]);
     }
 }
+
+#[test]
+fn reference_server_over_streamable_http() {
+    let server = common::ServeProcess::http();
+    for spec in ["auto", "2025-11-25", "2026-07-28"] {
+        conform(&["--spec", spec, &server.url]);
+    }
+}

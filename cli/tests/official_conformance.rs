@@ -27,6 +27,13 @@ fn run_suite(url: &str, spec: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "official suite, --spec-version {spec}: {}\n{stdout}\n{stderr}", out.status);
+    // The summary line, e.g. "Total: 72 passed, 0 failed": some checks ran and none failed.
+    let total = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Total: "))
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    let passed: usize = total.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(passed > 0 && total.contains(" 0 failed"), "--spec-version {spec}: {total}\n{stdout}");
 }
 
 #[test]

@@ -17,6 +17,9 @@ pub trait RawWire: Send {
     fn send<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, io::Result<()>>;
     /// Receives one frame; `None` at the end of the connection.
     fn recv(&mut self) -> BoxFuture<'_, io::Result<Option<Vec<u8>>>>;
+    /// Tells the wire which generation the frames belong to, for transports that carry the
+    /// protocol version outside the message (HTTP headers). Frames themselves stay verbatim.
+    fn set_modern(&mut self, _modern: bool) {}
 }
 
 /// How the harness reaches a server. One per transport kind.
@@ -151,10 +154,11 @@ impl Context {
     /// A raw connection that has completed the handshake of the main session's generation,
     /// with helpers to build requests that the server will accept.
     pub async fn raw_session(&self) -> Option<Result<RawSession, String>> {
-        let wire = match self.raw().await? {
+        let mut wire = match self.raw().await? {
             Ok(w) => w,
             Err(e) => return Some(Err(e)),
         };
+        wire.set_modern(self.is_modern());
         let mut s = RawSession { wire, modern: self.is_modern(), timeout: self.options.check_timeout };
         if !s.modern {
             let init = json!({"jsonrpc":"2.0","id":"mcpt-init","method":"initialize","params":{

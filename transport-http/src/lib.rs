@@ -1,0 +1,338 @@
+//! MCP over Streamable HTTP: both generations of the transport, server and client.
+//!
+//! [`HttpListener`] serves one MCP endpoint (`POST`/`GET`/`DELETE` on one path) and hands out a
+//! [`Transport`](mcp_transport_core::Transport) per MCP session (2025-11-25) or per stateless
+//! request (2026-07-28); run the session layer on each, exactly as on a socket listener.
+//! [`connect`] is the client side: a `Transport` whose outgoing messages become POSTs.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mcp_transport_http::Error> {
+//! use mcp_transport_http::{HttpClientConfig, HttpListener, HttpServerConfig, connect};
+//!
+//! let listener = HttpListener::bind_url("http://127.0.0.1:0/mcp", HttpServerConfig::default()).await?;
+//! let client = connect(&listener.url(), HttpClientConfig::default()).await?;
+//! // The first POST (an `initialize` request) creates the session the listener hands out:
+//! // let server = listener.accept().await?;
+//! # drop(client);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Wire contract (server)
+//!
+//! One endpoint path ([`HttpServerConfig::path`], default `/mcp`). Every request first passes
+//! the DNS-rebinding checks: a `Host` (or HTTP/2 `:authority`) outside
+//! [`HttpServerConfig::allowed_hosts`] and an `Origin` outside
+//! [`HttpServerConfig::allowed_origins`] get `403` with a JSON-RPC error (`id: null`,
+//! -32600). A listener bound to a loopback address accepts only `localhost`, `127.0.0.1` and
+//! `[::1]` hosts (with the bound port) and, by default, only origins on those hosts.
+//!
+//! **Which generation**: a POST whose `MCP-Protocol-Version` header is present and is not a
+//! 2025 version (`2025-11-25`, `2025-06-18`, `2025-03-26`) is served statelessly (2026-07-28);
+//! every other request belongs to the 2025 session machinery. [`Generations`] turns either off.
+//!
+//! **POST, both generations**: `Content-Type` must be `application/json` (else `415`);
+//! `Accept` must list `application/json` and `text/event-stream` (wildcards count; else `406`);
+//! the body may be at most [`Limits::max_message_size`](mcp_transport_core::Limits) bytes (else
+//! `413`); a body that is not JSON gets `400` with -32700, JSON that is not a JSON-RPC message
+//! gets `400` with -32600. All error bodies are JSON-RPC error responses, echoing the request
+//! id when it could be read. Headers must arrive within 30 s of a connection being ready for
+//! them, a body within 30 s of its headers (else `408`), a TLS handshake within 10 s; at most
+//! [`HttpServerConfig::max_connections`] connections are served at once.
+//!
+//! **2025-11-25 sessions**:
+//! - A POST carrying `initialize` and no `Mcp-Session-Id` creates a session: its id (128 random
+//!   bits, 32 lowercase hex digits) comes back in `Mcp-Session-Id`, and the listener yields a
+//!   new `Transport` whose receiver gets the `initialize` request. If the session answers
+//!   `initialize` with an error, the session ends after that answer.
+//! - Other requests need the header: missing gets `400`, unknown or ended gets `404`.
+//!   `MCP-Protocol-Version`, when present, must be a supported 2025 version (else the request
+//!   is served as 2026-07-28 and fails there with `400`).
+//! - **When a POST is answered**: a POST holding only notifications or responses gets `202`
+//!   (no body) once the session's receiver has taken the message. A POST carrying requests is
+//!   answered once the receiver has taken it *and the session has reacted*: polled its receiver
+//!   again, or sent something on this POST's stream (the session layer always does one or the
+//!   other at once; a program using the transport directly must keep receiving). So the answer
+//!   head never waits for a slow handler, and a client can send its next message after the
+//!   previous head and keep its messages in order. A session that stops reading holds its
+//!   POSTs, which bounds what a client can push at it.
+//! - **How**: if by then the session has queued the request's response and nothing else for
+//!   it, the answer is `application/json` holding that response. Otherwise (and always for
+//!   `initialize`, and for batch bodies) it is an SSE stream: a priming event (`id` and empty
+//!   `data`, with `retry:` set to [`HttpServerConfig::sse_retry`]), then every message the
+//!   session sends in relation to those requests (see
+//!   [`related_request`](mcp_transport_core::transport::related_request)), then their
+//!   responses; the stream ends after the last response. (The priming event that opens the
+//!   `initialize` answer tells this crate's client that the server acknowledges POSTs early.)
+//! - `notifications/cancelled` for a request whose POST stream is open ends that stream (after
+//!   what is already queued on it): the session will not answer a cancelled request.
+//! - Messages related to no open POST go to the `GET` stream if one is attached, else wait
+//!   in the session's queue for the next `GET`. A new `GET` replaces an attached one.
+//! - Event ids are `S-N`: stream `S` (0 is the `GET` stream, POST streams count up from 1) and
+//!   sequence `N` within it (the priming event carries the last sequence already sent). A `GET`
+//!   with `Last-Event-ID: S-N` replays the events of stream `S` after `N` that are still
+//!   retained ([`HttpServerConfig::replay_messages`] / [`HttpServerConfig::replay_bytes`]
+//!   delivered events per session, plus everything not yet delivered) and continues that
+//!   stream (a POST stream ends after its last response). An id that is malformed, names no
+//!   stream, or whose following events were already discarded gets `400` with -32600, not
+//!   `404`, because `404` tells a client its session is gone and must be re-initialized.
+//! - A connection that falls more than [`HttpServerConfig::stream_backlog`] messages behind on
+//!   a stream (a client that does not read) is closed; its undelivered events stay queued for a
+//!   resumption, counting against the session's outbound queue ([`Limits`]), so `send` then
+//!   waits and `try_send` reports `Full`.
+//! - `DELETE` ends the session: `204`, later requests with its id get `404`, and the session's
+//!   receiver ends. Streams already open keep delivering until the server closes its sending
+//!   half; sends to streams with no connection then fail with `Closed`.
+//! - A session with no request in progress and no stream attached for
+//!   [`HttpServerConfig::session_idle_timeout`] expires like a `DELETE` that also closes the
+//!   sending half. At most [`HttpServerConfig::max_sessions`] sessions exist; a new
+//!   `initialize` beyond that gets `503`.
+//! - JSON-RPC batch arrays are accepted only in a session that negotiated `2025-03-26` (the
+//!   listener reads the negotiated version from the `initialize` result), and only when every
+//!   member is a valid message; otherwise `400`.
+//!
+//! **2026-07-28 (stateless)**:
+//! - Each POST becomes its own short-lived `Transport`: the receiver yields the one message,
+//!   and ends once the exchange is over (the response was sent, or the client went away, which
+//!   is how 2026-07-28 cancels a request). `Mcp-Session-Id` and `Last-Event-ID` are ignored.
+//! - Headers checked against the body, else `400` with -32020: `MCP-Protocol-Version` must
+//!   equal `params._meta["io.modelcontextprotocol/protocolVersion"]` when the body has it
+//!   (when it does not, the session answers -32602); `Mcp-Method` must be present on requests
+//!   and equal `method`; `Mcp-Name` must be present on `tools/call` and `prompts/get` (equal to
+//!   `params.name`) and `resources/read` (equal to `params.uri`). Values are compared after
+//!   trimming surrounding whitespace and decoding the `=?base64?…?=` form; a value that is not
+//!   visible ASCII or has an invalid Base64 payload is a mismatch. With
+//!   [`HttpServerConfig::param_headers`], the `Mcp-Param-*` headers of `tools/call` are checked
+//!   against the arguments the same way (see [`ParamHeaderLookup`]).
+//! - The answer is `application/json` when the session's first message for the request is
+//!   its response, and an SSE stream (no event ids, no resumption) when notifications come
+//!   first. A JSON error response gets the HTTP status its code calls for: `404` for -32601,
+//!   `400` for -32700, -32600, -32602, -32020, -32021 and -32022, `200` otherwise.
+//! - The server must not send requests in 2026-07-28: `send` of a request fails with
+//!   `Error::Protocol`. A POST carrying a response gets `400`. `GET` and `DELETE` with a 2026
+//!   `MCP-Protocol-Version` (or on a 2026-only listener) get `405` with `Allow: POST`.
+//!
+//! # Client notes
+//!
+//! See [`connect`]: ordering across POSTs, `Mcp-Session-Id` and `MCP-Protocol-Version`
+//! handling, the `GET` stream, resumption with `Last-Event-ID`, re-initialization after `404`,
+//! and the 2026-07-28 headers.
+#![forbid(unsafe_code)]
+
+mod budget;
+mod client;
+mod headers;
+mod server;
+mod sse;
+mod tls;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_transport_core::Limits;
+
+pub use client::connect;
+pub use server::HttpListener;
+pub use tls::{ClientTls, ServerTls};
+
+/// The protocol generations a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generations {
+    /// 2025 sessions and 2026-07-28 stateless requests, told apart by `MCP-Protocol-Version`.
+    #[default]
+    Both,
+    /// Only 2025 sessions; a POST with a 2026 `MCP-Protocol-Version` gets `400` (-32022).
+    Legacy,
+    /// Only 2026-07-28: `GET` and `DELETE` get `405`, a POST without a 2026
+    /// `MCP-Protocol-Version` gets `400` (-32020 when missing, -32022 for a 2025 version).
+    Modern,
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct HttpServerConfig {
+    /// The MCP endpoint path (default `/mcp`); other paths get `404`.
+    pub path: String,
+    /// Message size limit (also the request body limit) and the bounds of each session's
+    /// outbound queue and of each session's inbound queue.
+    pub limits: Limits,
+    /// Which protocol generations are served.
+    pub generations: Generations,
+    /// Allowed `Origin` values (`scheme://host[:port]`, compared case-insensitively; `*` allows
+    /// any). `None` (the default) allows origins whose host is `localhost`, `127.0.0.1` or
+    /// `[::1]`. Requests without `Origin` are not affected.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Allowed `Host` values (`host` or `host:port`; `*` allows any). `None` (the default):
+    /// a listener bound to a loopback address accepts only `localhost`, `127.0.0.1` and `[::1]`
+    /// with the bound port (or no port); a listener bound elsewhere accepts any host.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Serve https with this TLS configuration; `None` serves plain http.
+    pub tls: Option<ServerTls>,
+    /// How long a 2025 session may sit with no request in progress and no stream attached
+    /// before it expires (default 30 minutes).
+    pub session_idle_timeout: Duration,
+    /// Most concurrent 2025 sessions (default 1024).
+    pub max_sessions: usize,
+    /// Most concurrent connections; further connections wait in the kernel's backlog
+    /// (default 4096).
+    pub max_connections: usize,
+    /// The `retry:` value sent on SSE streams (default 1 s).
+    pub sse_retry: Duration,
+    /// How many messages an attached SSE connection may fall behind before it is closed
+    /// (default 256).
+    pub stream_backlog: usize,
+    /// Delivered SSE events kept per session for replay after `Last-Event-ID` (default 256).
+    pub replay_messages: usize,
+    /// Bytes of delivered SSE events kept per session for replay (default 4 MiB).
+    pub replay_bytes: usize,
+    /// Largest number of concurrent HTTP/2 streams per connection (default 256).
+    pub http2_max_streams: u32,
+    /// The `Mcp-Param-*` headers each tool's arguments are mirrored into (its `x-mcp-header`
+    /// annotations), checked on 2026-07-28 `tools/call` requests; `None` (the default) checks
+    /// none.
+    pub param_headers: Option<ParamHeaderLookup>,
+}
+
+/// One tool argument that clients mirror into an `Mcp-Param-{header}` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamHeader {
+    /// The header name after `Mcp-Param-` (compared case-insensitively).
+    pub header: String,
+    /// The property path of the argument inside `arguments` (one name for a top-level one).
+    pub path: Vec<String>,
+}
+
+/// Finds the [`ParamHeader`]s of a tool by name (empty for a tool without any).
+///
+/// A 2026-07-28 `tools/call` whose headers disagree with its arguments gets `400` with -32020:
+/// a header that is missing while the argument has a (non-null) value, present while the
+/// argument has none, not visible ASCII, with an invalid `=?base64?…?=` payload, or whose
+/// (decoded) value differs: strings compare exactly, numbers numerically, booleans as `true` /
+/// `false`.
+#[derive(Clone)]
+pub struct ParamHeaderLookup(Arc<LookupFn>);
+
+/// The function behind a [`ParamHeaderLookup`].
+type LookupFn = dyn Fn(&str) -> Vec<ParamHeader> + Send + Sync;
+
+impl ParamHeaderLookup {
+    /// Wraps a lookup function.
+    pub fn new(lookup: impl Fn(&str) -> Vec<ParamHeader> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(lookup))
+    }
+
+    pub(crate) fn get(&self, tool: &str) -> Vec<ParamHeader> {
+        (self.0)(tool)
+    }
+}
+
+impl std::fmt::Debug for ParamHeaderLookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParamHeaderLookup(..)")
+    }
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        Self {
+            path: "/mcp".into(),
+            limits: Limits::default(),
+            generations: Generations::Both,
+            allowed_origins: None,
+            allowed_hosts: None,
+            tls: None,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_sessions: 1024,
+            max_connections: 4096,
+            sse_retry: Duration::from_secs(1),
+            stream_backlog: 256,
+            replay_messages: 256,
+            replay_bytes: 4 * 1024 * 1024,
+            http2_max_streams: 256,
+            param_headers: None,
+        }
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct HttpClientConfig {
+    /// Message size limit (outgoing messages and incoming events) and the bounds of the
+    /// outbound and inbound queues.
+    pub limits: Limits,
+    /// Extra headers sent on every request (for example `Authorization`).
+    pub headers: http::HeaderMap,
+    /// TLS settings for https URLs (default: the platform's trust store).
+    pub tls: ClientTls,
+    /// Speak HTTP/2: with prior knowledge on http URLs, offered by ALPN on https URLs
+    /// (default off: HTTP/1.1, whose small requests have the lowest latency).
+    pub http2: bool,
+    /// Open the `GET` stream after `notifications/initialized` (default on; a `405` answer is
+    /// accepted quietly).
+    pub get_stream: bool,
+    /// After a `404` on a request carrying `Mcp-Session-Id`, start a new session by re-sending
+    /// the last `initialize` request (default on).
+    pub reinitialize: bool,
+    /// Connect timeout for new connections (default 10 s).
+    pub connect_timeout: Duration,
+    /// Delay before reconnecting an SSE stream until the server sends `retry:` (default 1 s).
+    pub default_retry: Duration,
+    /// Consecutive failed attempts after which a stream is given up (default 5).
+    pub max_reconnects: u32,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            headers: http::HeaderMap::new(),
+            tls: ClientTls::default(),
+            http2: false,
+            get_stream: true,
+            reinitialize: true,
+            connect_timeout: Duration::from_secs(10),
+            default_retry: Duration::from_secs(1),
+            max_reconnects: 5,
+        }
+    }
+}
+
+/// Why an HTTP transport operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL is not an `http://` or `https://` URL this transport can use.
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The text that was parsed.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A socket operation failed.
+    #[error("cannot {op} {addr}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The address involved.
+        addr: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A certificate, key or TLS setting could not be used.
+    #[error("TLS configuration ({what}): {reason}")]
+    Tls {
+        /// Which part of the configuration.
+        what: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The listener's accept loop has stopped; no more transports will come.
+    #[error("the HTTP listener at {0} has stopped")]
+    ListenerClosed(String),
+}
+
+/// Shared handle to a listener's settings.
+pub(crate) type ServerSettings = Arc<HttpServerConfig>;

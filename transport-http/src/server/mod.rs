@@ -1,0 +1,491 @@
+//! The listener: accepting connections (plain or TLS), the DNS-rebinding checks, and the
+//! dispatch of each request to the 2025 session machinery or the 2026-07-28 stateless one.
+
+mod body;
+mod legacy;
+mod modern;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use http::header::{CONTENT_LENGTH, HOST, ORIGIN};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mcp_transport_core::message::codes;
+use mcp_transport_core::{ErrorObject, Id, Incoming, Message, Transport};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use self::body::{HttpResponse, rpc_error, rpc_error_object};
+use self::legacy::Session;
+use crate::headers::{self, EVENT_STREAM, HostPolicy, JSON, LEGACY_VERSIONS, MODERN_VERSION};
+use crate::{Error, Generations, HttpServerConfig, ServerSettings};
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request's body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Transports waiting for `accept`.
+const ACCEPT_QUEUE: usize = 64;
+
+/// What a request knows about the connection it came on.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) remote: SocketAddr,
+    /// Cancelling it closes the connection at once (a client that does not read).
+    pub(crate) kill: CancellationToken,
+}
+
+/// State shared by the accept loop, every connection and every session.
+pub(crate) struct Core {
+    pub(crate) config: ServerSettings,
+    hosts: HostPolicy,
+    sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
+    accept_tx: mpsc::Sender<Transport>,
+    url: String,
+}
+
+impl Core {
+    fn sessions(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions().get(id).cloned()
+    }
+
+    pub(crate) fn remove_session(&self, id: &str) {
+        self.sessions().remove(id);
+    }
+
+    /// Hands a transport to `accept`; `false` when the listener is gone.
+    pub(crate) async fn hand_over(&self, transport: Transport) -> bool {
+        self.accept_tx.send(transport).await.is_ok()
+    }
+
+    /// Registers a new session, unless there are too many (or no random id can be made).
+    pub(crate) fn create_session(self: &Arc<Self>, remote: SocketAddr) -> Option<(Arc<Session>, Transport)> {
+        let mut sessions = self.sessions();
+        if sessions.len() >= self.config.max_sessions {
+            tracing::warn!(max = self.config.max_sessions, "session refused: too many sessions");
+            return None;
+        }
+        let id: Arc<str> = new_session_id()?.into();
+        let (session, transport) = Session::new(id.clone(), Arc::downgrade(self), self.config.clone(), remote);
+        sessions.insert(id, session.clone());
+        tracing::info!(session = %session.id, %remote, "session created");
+        Some((session, transport))
+    }
+}
+
+/// 128 random bits as 32 lowercase hex digits.
+fn new_session_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        tracing::error!(error = %e, "session refused: the operating system's random number generator failed");
+        return None;
+    }
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A Streamable HTTP endpoint that turns MCP sessions and stateless requests into transports.
+///
+/// Dropping the listener stops accepting connections; connections and sessions already
+/// established carry on.
+pub struct HttpListener {
+    core: Arc<Core>,
+    accept_rx: tokio::sync::Mutex<mpsc::Receiver<Transport>>,
+    local_addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl std::fmt::Debug for HttpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpListener").field("url", &self.core.url).finish_non_exhaustive()
+    }
+}
+
+impl Drop for HttpListener {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl HttpListener {
+    /// Binds `addr` and starts serving. Must be called within a tokio runtime.
+    ///
+    /// Prefer a loopback address (`127.0.0.1:PORT`) for a local server: the DNS-rebinding
+    /// checks then admit only loopback host names (see [`HttpServerConfig::allowed_hosts`]).
+    pub async fn bind(addr: SocketAddr, config: HttpServerConfig) -> Result<Self, Error> {
+        let io = |op, source| Error::Io { op, addr: addr.to_string(), source };
+        let listener = TcpListener::bind(addr).await.map_err(|e| io("bind", e))?;
+        let local_addr = listener.local_addr().map_err(|e| io("read the address of", e))?;
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{local_addr}{}", config.path);
+        let hosts = HostPolicy::new(config.allowed_hosts.as_deref(), local_addr);
+        let (accept_tx, accept_rx) = mpsc::channel(ACCEPT_QUEUE);
+        let config = Arc::new(config);
+        let core = Arc::new(Core { config, hosts, sessions: Mutex::new(HashMap::new()), accept_tx, url });
+        let stop = CancellationToken::new();
+        let span = tracing::info_span!("http_listener", url = %core.url);
+        tokio::spawn(accept_loop(listener, core.clone(), stop.clone()).instrument(span.clone()));
+        tokio::spawn(reap_sessions(Arc::downgrade(&core), stop.clone()).instrument(span));
+        tracing::info!(url = %core.url, "listening");
+        Ok(Self { core, accept_rx: tokio::sync::Mutex::new(accept_rx), local_addr, stop })
+    }
+
+    /// Binds the host and port of an `http://` or `https://` URL and serves at its path (`/mcp`
+    /// when the URL has none). `localhost` binds `127.0.0.1`; `https` needs
+    /// [`HttpServerConfig::tls`].
+    pub async fn bind_url(url: &str, mut config: HttpServerConfig) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") if config.tls.is_some() => {}
+            Some("https") => return Err(bad("https needs a TLS certificate and key (HttpServerConfig::tls)")),
+            _ => return Err(bad("the scheme must be http or https")),
+        }
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let port = uri.port_u16().ok_or_else(|| bad("no port"))?;
+        let ip: std::net::IpAddr = match host {
+            "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+            h => h
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| bad("the host must be an IP address or localhost"))?,
+        };
+        if !matches!(uri.path(), "" | "/") {
+            config.path = uri.path().to_owned();
+        }
+        Self::bind(SocketAddr::new(ip, port), config).await
+    }
+
+    /// The bound address (with the actual port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The endpoint's URL, `http(s)://IP:PORT/path`.
+    pub fn url(&self) -> String {
+        self.core.url.clone()
+    }
+
+    /// The settings requests are served with.
+    pub fn config(&self) -> &HttpServerConfig {
+        &self.core.config
+    }
+
+    /// How many 2025 sessions are open.
+    pub fn session_count(&self) -> usize {
+        self.core.sessions().len()
+    }
+
+    /// Waits for the next transport: a new 2025 session (its receiver starts with the
+    /// `initialize` request), or one 2026-07-28 request (its receiver yields that request, or
+    /// notification, and then ends).
+    ///
+    /// Cancel-safe. Several tasks may accept at once.
+    pub async fn accept(&self) -> Result<Transport, Error> {
+        self.accept_rx.lock().await.recv().await.ok_or_else(|| Error::ListenerClosed(self.core.url.clone()))
+    }
+}
+
+async fn accept_loop(listener: TcpListener, core: Arc<Core>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(core.config.max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.cancelled() => break,
+        };
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(accepted) => accepted,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted) => continue,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+        let span = tracing::debug_span!("connection", %remote);
+        tokio::spawn(serve_connection(stream, remote, core.clone(), permit).instrument(span));
+    }
+    tracing::debug!("accept loop stopped");
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    core: Arc<Core>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let kill = CancellationToken::new();
+    let info = Arc::new(ConnInfo { remote, kill: kill.clone() });
+    let c = core.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let (core, info) = (c.clone(), info.clone());
+        async move { Ok::<_, Infallible>(handle(core, info, req).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(core.config.http2_max_streams);
+    match &core.config.tls {
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r { tracing::debug!(error = %e, "connection ended with an error") },
+                _ = kill.cancelled() => tracing::debug!("connection closed by the server"),
+            }
+        }
+        Some(tls) => {
+            let tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => return tracing::debug!("TLS handshake timed out"),
+            };
+            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r { tracing::debug!(error = %e, "connection ended with an error") },
+                _ = kill.cancelled() => tracing::debug!("connection closed by the server"),
+            }
+        }
+    }
+}
+
+/// Expires idle sessions.
+async fn reap_sessions(core: Weak<Core>, stop: CancellationToken) {
+    let idle = match core.upgrade() {
+        Some(c) => c.config.session_idle_timeout,
+        None => return,
+    };
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.cancelled() => return,
+        }
+        let Some(core) = core.upgrade() else { return };
+        let sessions: Vec<Arc<Session>> = core.sessions().values().cloned().collect();
+        for s in sessions {
+            if s.idle_for() >= Some(idle) {
+                tracing::info!(session = %s.id, "session expired");
+                s.expire();
+            }
+        }
+    }
+}
+
+async fn handle(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::body::Incoming>) -> HttpResponse {
+    let span = tracing::debug_span!("request", method = %req.method(), remote = %conn.remote);
+    let resp = route(core, conn, req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "answered"));
+    resp
+}
+
+fn forbidden(what: &str) -> HttpResponse {
+    rpc_error(StatusCode::FORBIDDEN, None, codes::INVALID_REQUEST, format!("Forbidden: {what}"))
+}
+
+async fn route(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::body::Incoming>) -> HttpResponse {
+    let headers = req.headers();
+    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()));
+    match host {
+        Some(h) if core.hosts.allows(h) => {}
+        Some(h) => return forbidden(&format!("Host {:?} is not allowed (DNS rebinding protection)", body::snippet(h))),
+        None => return forbidden("the request has no Host"),
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| headers::origin_allowed(o, core.config.allowed_origins.as_deref()));
+        if !allowed {
+            let shown = String::from_utf8_lossy(origin.as_bytes());
+            return forbidden(&format!("Origin {:?} is not allowed", body::snippet(&shown)));
+        }
+    }
+    if req.uri().path() != core.config.path {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            codes::INVALID_REQUEST,
+            format!("no MCP endpoint at {:?}; it is at {:?}", body::snippet(req.uri().path()), core.config.path),
+        );
+    }
+    let method = req.method().clone();
+    match method {
+        Method::POST => post(core, conn, req).await,
+        Method::GET | Method::DELETE => get_or_delete(core, conn, req),
+        _ => body::method_not_allowed(allow(&core.config)),
+    }
+}
+
+fn allow(config: &HttpServerConfig) -> &'static str {
+    if config.generations == Generations::Modern { "POST" } else { "GET, POST, DELETE" }
+}
+
+/// The request id of a message, for echoing in an error.
+fn request_id(incoming: &Incoming) -> Option<Id> {
+    match incoming {
+        Incoming::Message(Message::Request(r)) => Some(r.id.clone()),
+        _ => None,
+    }
+}
+
+pub(crate) fn unsupported_version(id: Option<Id>, requested: &str, supported: &[&str]) -> HttpResponse {
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        supported: &'a [&'a str],
+        requested: &'a str,
+    }
+    let error = ErrorObject::new(codes::UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version")
+        .with_data(&Data { supported, requested });
+    rpc_error_object(StatusCode::BAD_REQUEST, id, error)
+}
+
+async fn post(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::body::Incoming>) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let h = &parts.headers;
+    if !headers::content_type_is(h, JSON) {
+        return rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            codes::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    if !(headers::accepts(h, JSON) && headers::accepts(h, EVENT_STREAM)) {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            codes::INVALID_REQUEST,
+            "Not Acceptable: Accept must list both application/json and text/event-stream",
+        );
+    }
+    let limit = core.config.limits.max_message_size;
+    let too_large = |size: String| {
+        rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            codes::INVALID_REQUEST,
+            format!("request body of {size} bytes exceeds the limit of {limit} bytes"),
+        )
+    };
+    if let Some(len) = h.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return too_large(len.to_string());
+    }
+    let collected = match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Ok(c) => c,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::REQUEST_TIMEOUT,
+                None,
+                codes::INVALID_REQUEST,
+                format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+            );
+        }
+    };
+    let bytes = match collected {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(format!("more than {limit}")),
+        Err(e) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                codes::INVALID_REQUEST,
+                format!("the request body could not be read: {e}"),
+            );
+        }
+    };
+    let incoming = Incoming::parse(&bytes);
+    if let Incoming::Invalid(e) = &incoming {
+        let status = StatusCode::BAD_REQUEST;
+        let resp = e.to_response();
+        return rpc_error_object(status, resp.id, resp.outcome.err().unwrap_or_else(|| ErrorObject::internal("")));
+    }
+    let version = match headers::text(h, &headers::PROTOCOL_VERSION) {
+        Ok(v) => v,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                request_id(&incoming),
+                codes::HEADER_MISMATCH,
+                "Header mismatch: MCP-Protocol-Version is repeated or not visible ASCII",
+            );
+        }
+    };
+    let modern = version.is_some_and(|v| !headers::is_legacy(v));
+    match (core.config.generations, version) {
+        (Generations::Legacy, Some(v)) if modern => unsupported_version(request_id(&incoming), v, &LEGACY_VERSIONS),
+        (Generations::Modern, None) => rpc_error(
+            StatusCode::BAD_REQUEST,
+            request_id(&incoming),
+            codes::HEADER_MISMATCH,
+            "Header mismatch: missing MCP-Protocol-Version header",
+        ),
+        (Generations::Modern, Some(v)) if !modern => unsupported_version(request_id(&incoming), v, &[MODERN_VERSION]),
+        (_, Some(v)) if modern => modern::post(&core, &conn, h, incoming, bytes.len(), v).await,
+        _ => legacy::post(&core, &conn, h, incoming, bytes.len()).await,
+    }
+}
+
+fn get_or_delete(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::body::Incoming>) -> HttpResponse {
+    let h = req.headers();
+    let version = headers::text(h, &headers::PROTOCOL_VERSION).ok().flatten();
+    if core.config.generations == Generations::Modern || version.is_some_and(|v| !headers::is_legacy(v)) {
+        // 2026-07-28 has neither the GET stream nor sessions.
+        return body::method_not_allowed("POST");
+    }
+    let session_id = match headers::text(h, &headers::SESSION_ID) {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                codes::INVALID_REQUEST,
+                "Bad Request: missing Mcp-Session-Id header",
+            );
+        }
+        Err(_) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                codes::INVALID_REQUEST,
+                "Bad Request: malformed Mcp-Session-Id",
+            );
+        }
+    };
+    let Some(session) = core.session(session_id) else { return legacy::session_not_found(session_id) };
+    if req.method() == Method::DELETE {
+        session.delete();
+        return body::empty(StatusCode::NO_CONTENT);
+    }
+    if !headers::accepts(h, EVENT_STREAM) {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            codes::INVALID_REQUEST,
+            "Not Acceptable: Accept must list text/event-stream",
+        );
+    }
+    let last_event_id = match headers::text(h, &headers::LAST_EVENT_ID) {
+        Ok(v) => v,
+        Err(_) => return rpc_error(StatusCode::BAD_REQUEST, None, codes::INVALID_REQUEST, "malformed Last-Event-ID"),
+    };
+    session.get(&conn, last_event_id)
+}
