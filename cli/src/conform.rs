@@ -45,7 +45,11 @@ pub(crate) struct ConformArgs {
     /// Latency budgets (TOML: ping_p50_ms, ping_p99_ms, tools_list_p50_ms, tools_list_p99_ms).
     #[arg(long, value_name = "FILE")]
     budgets: Option<PathBuf>,
-    /// Trusted CA certificates (PEM) for wss:// and https:// targets, instead of the system roots.
+    /// QUIC targets: one stream per request instead of one stream for the session.
+    #[arg(long)]
+    quic_requests: bool,
+    /// Trusted CA certificates (PEM) for wss://, https:// and quic:// targets, instead of the
+    /// system roots (QUIC: or pin the certificate with ?fingerprint=sha256:HEX in the URL).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
     /// Deadline of each check, in seconds.
@@ -191,6 +195,55 @@ impl RawWire for WsRawWire {
     }
 }
 
+/// A QUIC server.
+struct Quic {
+    url: String,
+    config: mcp_transport_quic::QuicClientConfig,
+}
+
+impl Connector for Quic {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    fn connect(&self) -> BoxFuture<'_, Result<Transport, String>> {
+        Box::pin(async move { mcp_transport_quic::connect(&self.url, &self.config).await.map_err(|e| e.to_string()) })
+    }
+
+    fn connect_raw(&self) -> BoxFuture<'_, Option<Result<Box<dyn RawWire>, String>>> {
+        Box::pin(async move {
+            let raw = async {
+                let url = mcp_transport_quic::QuicUrl::parse(&self.url).map_err(|e| e.to_string())?;
+                let (endpoint, connection) =
+                    mcp_transport_quic::raw::connect(&url, &self.config).await.map_err(|e| e.to_string())?;
+                let (send, recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+                let mut wire = LineWire::new(recv, send);
+                // The first stream is announced with an empty line (see the transport's docs).
+                wire.send(b"").await.map_err(|e| e.to_string())?;
+                Ok(Box::new(QuicWire { wire, _connection: connection, _endpoint: endpoint }) as Box<dyn RawWire>)
+            };
+            Some(raw.await)
+        })
+    }
+}
+
+/// Lines on the first bidirectional stream of a raw quinn connection.
+struct QuicWire {
+    wire: LineWire<quinn::RecvStream, quinn::SendStream>,
+    _connection: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+}
+
+impl RawWire for QuicWire {
+    fn send<'a>(&'a mut self, payload: &'a [u8]) -> BoxFuture<'a, std::io::Result<()>> {
+        self.wire.send(payload)
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, std::io::Result<Option<Vec<u8>>>> {
+        self.wire.recv()
+    }
+}
+
 /// A child process speaking stdio, spawned anew for every connection.
 struct Child {
     command: Vec<String>,
@@ -273,6 +326,19 @@ pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
                 config.tls = config.tls.with_root_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
             }
             Arc::new(crate::conform_http::Http { url: url.clone(), config })
+        }
+        (Some(Endpoint::Quic(url)), true) => {
+            let mut config = mcp_transport_quic::QuicClientConfig {
+                mode: if args.quic_requests {
+                    mcp_transport_quic::Mode::Request
+                } else {
+                    mcp_transport_quic::Mode::Session
+                },
+                ca_file: args.ca.clone(),
+                ..Default::default()
+            };
+            config.settings.limits = wide_limits();
+            Arc::new(Quic { url: url.clone(), config })
         }
         (Some(other), true) => {
             return Err(format!("{other}: conformance over this transport is not available in this version"));

@@ -13,8 +13,8 @@ pub(crate) enum Endpoint {
     Ws(String),
     /// `http://host:port/path` or `https://host:port/path` (Streamable HTTP).
     Http(String),
-    /// A transport that is specified but not built yet (`ws://`, `quic://`, `http://`, …).
-    Unavailable(String),
+    /// `quic://host:port[?fingerprint=sha256:HEX]` (ALPN `mcp`).
+    Quic(String),
 }
 
 impl Endpoint {
@@ -26,7 +26,7 @@ impl Endpoint {
             "stdio" if s == "stdio:" => Ok(Endpoint::Stdio),
             "ws" | "wss" => Ok(Endpoint::Ws(s.to_owned())),
             "http" | "https" => Ok(Endpoint::Http(s.to_owned())),
-            "quic" => Ok(Endpoint::Unavailable(s.to_owned())),
+            "quic" => Ok(Endpoint::Quic(s.to_owned())),
             _ => Err(format!(
                 "{s:?} is not an endpoint: expected unix:///path.sock, unix:name.sock, unix:@name, stdio:, \
                  ws://host:port/path, wss://…, quic://host:port or http://host:port/mcp"
@@ -38,7 +38,7 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Unix(s) | Endpoint::Ws(s) | Endpoint::Http(s) | Endpoint::Unavailable(s) => f.write_str(s),
+            Endpoint::Unix(s) | Endpoint::Ws(s) | Endpoint::Http(s) | Endpoint::Quic(s) => f.write_str(s),
             Endpoint::Stdio => f.write_str("stdio:"),
         }
     }

@@ -8,6 +8,7 @@ use mcp_session::PeerConfig;
 use mcp_session::server::ServerSession;
 use mcp_transport_core::{Codec, Limits};
 use mcp_transport_http::{HttpListener, HttpServerConfig, ParamHeader, ParamHeaderLookup};
+use mcp_transport_quic::{CertificateFiles, Mode, QuicListener, QuicServerConfig, QuicUrl, ServerIdentity};
 use mcp_transport_stdio::StdioConfig;
 use mcp_transport_uds::{UdsAddr, UdsConfig, UdsListener};
 use mcp_transport_ws::{WsConfig, WsListener};
@@ -20,7 +21,9 @@ use crate::Endpoint;
 pub(crate) struct ServeArgs {
     /// An endpoint to serve on; repeat to serve on several at once: unix:///abs/path.sock,
     /// unix:relative.sock, unix:@abstract, stdio:, ws://127.0.0.1:PORT/mcp, wss://…,
-    /// http://127.0.0.1:PORT/mcp (Streamable HTTP, both generations), https://… (port 0
+    /// http://127.0.0.1:PORT/mcp (Streamable HTTP, both generations), https://…,
+    /// quic://127.0.0.1:PORT (both QUIC modes; a self-signed certificate unless --tls-cert is
+    /// given, its fingerprint in the logged URL) (port 0
     /// picks a free port; the log names the one chosen).
     /// Default: unix:$XDG_RUNTIME_DIR/mcpt.sock, else unix:///tmp/mcpt-$USER.sock.
     #[arg(long = "listen", value_name = "ENDPOINT", value_parser = Endpoint::parse)]
@@ -32,10 +35,10 @@ pub(crate) struct ServeArgs {
     /// Largest accepted message, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_message_size)]
     max_message_size: usize,
-    /// TLS certificate chain (PEM) for wss:// and https:// listeners.
+    /// TLS certificate chain (PEM) for wss://, https:// and quic:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<std::path::PathBuf>,
-    /// TLS private key (PEM) for wss:// and https:// listeners.
+    /// TLS private key (PEM) for wss://, https:// and quic:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
     /// Accept Unix-socket peers only with this uid (repeatable). Default: any uid.
@@ -162,8 +165,36 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                     }
                 });
             }
-            Endpoint::Unavailable(url) => {
-                return Err(format!("{url}: this transport is not available in this version"));
+            Endpoint::Quic(url) => {
+                let parsed = QuicUrl::parse(&url).map_err(|e| format!("{url}: {e}"))?;
+                let addr = parsed.resolve().await.map_err(|e| format!("{url}: {e}"))?;
+                let mut config = QuicServerConfig {
+                    // A request-mode server also serves session-mode clients.
+                    mode: Mode::Request,
+                    ..QuicServerConfig::default()
+                };
+                config.settings.limits = limits;
+                if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+                    config.identity =
+                        ServerIdentity::Files(CertificateFiles { cert_chain: cert.clone(), private_key: key.clone() });
+                }
+                let listener = QuicListener::bind(addr, config).await.map_err(|e| format!("{url}: {e}"))?;
+                // The URL carries the certificate fingerprint clients pin.
+                tracing::info!(endpoint = %listener.url(), "serving the reference server");
+                let app = app.clone();
+                tasks.spawn(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok(t) => {
+                                ServerSession::serve(app.clone(), t, PeerConfig::default());
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        }
+                    }
+                });
             }
         }
     }

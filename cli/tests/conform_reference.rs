@@ -53,3 +53,11 @@ fn reference_server_over_streamable_http() {
         conform(&["--spec", spec, &server.url]);
     }
 }
+
+#[test]
+fn reference_server_over_quic_in_both_modes() {
+    // The logged URL carries the self-signed certificate's fingerprint, which the client pins.
+    let server = common::ServeProcess::start("quic://127.0.0.1:0", "quic://");
+    conform(&["--spec", "auto", &server.url]);
+    conform(&["--spec", "2025-11-25", "--quic-requests", &server.url]);
+}

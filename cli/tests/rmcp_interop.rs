@@ -43,3 +43,13 @@ async fn rmcp_client_against_mcpt_serve_over_websocket() {
     let t = mcp_transport_ws::connect(&server.url, &Default::default()).await.unwrap();
     call_simple_text(t).await;
 }
+
+#[tokio::test]
+async fn rmcp_client_against_mcpt_serve_over_quic_in_both_modes() {
+    let server = common::ServeProcess::start("quic://127.0.0.1:0", "quic://");
+    for mode in [mcp_transport_quic::Mode::Session, mcp_transport_quic::Mode::Request] {
+        let config = mcp_transport_quic::QuicClientConfig { mode, ..Default::default() };
+        let t = mcp_transport_quic::connect(&server.url, &config).await.unwrap();
+        call_simple_text(t).await;
+    }
+}
