@@ -153,7 +153,7 @@ fn main() {
         us(raw_s.mean)
     );
     println!(
-        "| mcp-transport-http client → server transport (2025 session, SSE) | {:.1} | {:.1} | {:.1} |",
+        "| mcp-transport-http client → server transport (2025 session) | {:.1} | {:.1} | {:.1} |",
         us(ours_s.p50),
         us(ours_s.p99),
         us(ours_s.mean)

@@ -501,11 +501,17 @@ impl Shared {
         let mut req = http::Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.uri_mut() = self.uri.clone();
-        let h = req.headers_mut();
-        for (k, v) in &self.config.headers {
-            h.append(k, v.clone());
+        let mut hdrs = hdrs;
+        if !self.config.headers.is_empty() {
+            // Extra headers, except those this transport sets itself.
+            let ours: Vec<http::HeaderName> = hdrs.keys().cloned().collect();
+            for (k, v) in &self.config.headers {
+                if !ours.contains(k) {
+                    hdrs.append(k, v.clone());
+                }
+            }
         }
-        h.extend(hdrs);
+        *req.headers_mut() = hdrs;
         req
     }
 

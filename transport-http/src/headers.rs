@@ -49,6 +49,19 @@ pub(crate) fn text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Opti
     Ok(Some(s.trim_matches([' ', '\t'])))
 }
 
+/// Whether `Accept` admits both `application/json` and `text/event-stream` (the common
+/// exact value is recognised without parsing).
+pub(crate) fn accepts_json_and_sse(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(ACCEPT).iter();
+    if let (Some(v), None) = (values.next(), values.next()) {
+        let v = v.as_bytes();
+        if v == b"application/json, text/event-stream" || v == b"text/event-stream, application/json" {
+            return true;
+        }
+    }
+    accepts(headers, JSON) && accepts(headers, EVENT_STREAM)
+}
+
 /// Whether `Accept` admits `media` (`type/subtype`), directly or through a wildcard, with a
 /// non-zero quality.
 pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {

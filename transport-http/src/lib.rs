@@ -47,7 +47,7 @@
 //!   `initialize` with an error, the session ends after that answer.
 //! - Other requests need the header: missing gets `400`, unknown or ended gets `404`.
 //!   `MCP-Protocol-Version`, when present, must be a supported 2025 version (else the request
-//!   is served as 2026-07-28 and fails there with `400`).
+//!   is served as 2026-07-28 and fails there with `400`, -32022 or -32020).
 //! - **When a POST is answered**: a POST holding only notifications or responses gets `202`
 //!   (no body) once the session's receiver has taken the message. A POST carrying requests is
 //!   answered once the receiver has taken it *and the session has reacted*: polled its receiver
@@ -97,7 +97,9 @@
 //!   is how 2026-07-28 cancels a request). `Mcp-Session-Id` and `Last-Event-ID` are ignored.
 //! - Headers checked against the body, else `400` with -32020: `MCP-Protocol-Version` must
 //!   equal `params._meta["io.modelcontextprotocol/protocolVersion"]` when the body has it
-//!   (when it does not, the session answers -32602); `Mcp-Method` must be present on requests
+//!   (when it does not, a header other than `2026-07-28` gets `400` with -32022 naming the
+//!   supported versions, and with `2026-07-28` the session answers the missing `_meta` with
+//!   -32602, mapped to `400`); `Mcp-Method` must be present on requests
 //!   and equal `method`; `Mcp-Name` must be present on `tools/call` and `prompts/get` (equal to
 //!   `params.name`) and `resources/read` (equal to `params.uri`). Values are compared after
 //!   trimming surrounding whitespace and decoding the `=?base64?…?=` form; a value that is not
@@ -109,7 +111,7 @@
 //!   first. A JSON error response gets the HTTP status its code calls for: `404` for -32601,
 //!   `400` for -32700, -32600, -32602, -32020, -32021 and -32022, `200` otherwise.
 //! - The server must not send requests in 2026-07-28: `send` of a request fails with
-//!   `Error::Protocol`. A POST carrying a response gets `400`. `GET` and `DELETE` with a 2026
+//!   [`mcp_transport_core::Error::Protocol`]. A POST carrying a response gets `400`. `GET` and `DELETE` with a 2026
 //!   `MCP-Protocol-Version` (or on a 2026-only listener) get `405` with `Allow: POST`.
 //!
 //! # Client notes

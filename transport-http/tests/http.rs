@@ -960,6 +960,31 @@ async fn the_client_speaks_2026_headers_and_cancels_by_dropping_the_post() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_sends_extra_headers_but_keeps_its_own() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(local()).await.expect("bind");
+    let url = format!("http://{}/mcp", listener.local_addr().expect("address"));
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", "Bearer t0ken".parse().expect("value"));
+    headers.insert("content-type", "text/plain".parse().expect("value"));
+    let client = connect(&url, HttpClientConfig { headers, ..HttpClientConfig::default() }).await.expect("connect");
+    client.sender.send(Notification { method: "n".into(), params: None }).await.expect("send");
+    let (mut sock, _) = step("accept", listener.accept()).await.expect("accept");
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        step("read", sock.read_exact(&mut b)).await.expect("read");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).expect("utf-8").to_ascii_lowercase();
+    assert!(head.starts_with("post /mcp http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nauthorization: bearer t0ken\r\n"), "{head}");
+    assert!(head.contains("\r\ncontent-type: application/json\r\n") && !head.contains("text/plain"), "{head}");
+    assert!(head.contains("\r\naccept: application/json, text/event-stream\r\n"), "{head}");
+    sock.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n").await.expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_rustls_and_http2() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).expect("certificate");
     let cert_pem = cert.cert.pem();

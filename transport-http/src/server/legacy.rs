@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -39,10 +40,8 @@ pub(crate) fn session_not_found(id: &str) -> HttpResponse {
 /// One event waiting for a connection.
 struct Queued {
     seq: u64,
-    /// The whole SSE event.
-    bytes: Bytes,
-    /// Where the JSON text sits in `bytes`, and whether it is a response.
-    json: std::ops::Range<usize>,
+    /// The message; its SSE event is written when a connection takes it.
+    json: Bytes,
     response: bool,
     cost: u32,
 }
@@ -65,23 +64,25 @@ struct Stream {
     /// The last sequence number handed to a connection.
     sent: u64,
     conn: Option<Conn>,
-    /// The POST handler waiting to send this stream's head.
-    head_waker: Option<Waker>,
+    /// Tells the POST handler waiting to send this stream's head that something was queued.
+    head: Option<Arc<HeadSignal>>,
     /// No more events will be queued.
     done: bool,
 }
 
 impl Stream {
     fn new(post: bool, pending: usize) -> Self {
-        Self { post, pending, queue: VecDeque::new(), next_seq: 1, sent: 0, conn: None, head_waker: None, done: false }
+        let head = post.then(|| Arc::new(HeadSignal::default()));
+        Self { post, pending, queue: VecDeque::new(), next_seq: 1, sent: 0, conn: None, head, done: false }
     }
 
     fn wake(&mut self) {
         if let Some(w) = self.conn.as_mut().and_then(|c| c.waker.take()) {
             w.wake();
         }
-        if let Some(w) = self.head_waker.take() {
-            w.wake();
+        if let Some(h) = &self.head {
+            h.ready.store(true, Ordering::Release);
+            h.waker.wake();
         }
     }
 
@@ -228,7 +229,7 @@ impl Session {
     }
 
     /// Hands a message to the transport's receiver.
-    async fn deliver(&self, incoming: Incoming, len: usize, stream: Option<u64>) -> Result<(), HttpResponse> {
+    async fn deliver(&self, incoming: Incoming, len: usize, head: Option<&HeadSignal>) -> Result<(), HttpResponse> {
         let tx = {
             let st = self.lock();
             match (&st.inbound, st.ended) {
@@ -246,18 +247,16 @@ impl Session {
             self.end(true);
             session_not_found(&self.id)
         };
-        let Ok(mut taken) = tx.send_acked(incoming, len, stream.is_some()).await else { return Err(gone()) };
+        let Ok(mut taken) = tx.send_acked(incoming, len, head.is_some()).await else { return Err(gone()) };
         drop(tx);
         let acked = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = Pin::new(&mut taken).poll(cx) {
                 return Poll::Ready(r.is_ok());
             }
-            if let Some(sid) = stream {
-                let mut st = self.lock();
-                match st.streams.get_mut(&sid) {
-                    Some(s) if !s.queue.is_empty() => return Poll::Ready(true),
-                    Some(s) => s.head_waker = Some(cx.waker().clone()),
-                    None => return Poll::Ready(true),
+            if let Some(h) = head {
+                h.waker.register(cx.waker());
+                if h.ready.load(Ordering::Acquire) {
+                    return Poll::Ready(true);
                 }
             }
             Poll::Pending
@@ -267,7 +266,7 @@ impl Session {
     }
 
     /// Registers a POST stream awaiting responses to `ids`.
-    fn open_post_stream(&self, ids: &[Id], init: bool) -> Result<u64, Box<HttpResponse>> {
+    fn open_post_stream(&self, ids: &[Id], init: bool) -> Result<(u64, Arc<HeadSignal>), Box<HttpResponse>> {
         let mut st = self.lock();
         if st.ended {
             return Err(Box::new(session_not_found(&self.id)));
@@ -282,14 +281,16 @@ impl Session {
         }
         let sid = st.next_stream;
         st.next_stream += 1;
-        st.streams.insert(sid, Stream::new(true, ids.len()));
+        let stream = Stream::new(true, ids.len());
+        let head = stream.head.clone().unwrap_or_default();
+        st.streams.insert(sid, stream);
         for id in ids {
             st.requests.insert(id.clone(), sid);
         }
         if init {
             st.init = ids.first().cloned();
         }
-        Ok(sid)
+        Ok((sid, head))
     }
 
     /// The response of a POST stream that holds exactly its response and nothing else, taken
@@ -304,7 +305,7 @@ impl Session {
         drop(st);
         self.budget.release(1, q.cost as usize);
         self.drained.notify_waiters();
-        Some(q.bytes.slice(q.json))
+        Some(q.json)
     }
 
     /// The client cancelled a request: no response will come, so its stream need not wait
@@ -419,13 +420,13 @@ impl Session {
                 Err(resp) => resp,
             };
         }
-        let sid = match self.open_post_stream(&ids, init) {
-            Ok(sid) => sid,
+        let (sid, head) = match self.open_post_stream(&ids, init) {
+            Ok(opened) => opened,
             Err(resp) => return *resp,
         };
         // If the client goes away before the message is queued, forget the stream.
         let mut guard = AbandonGuard { session: self, sid, armed: true };
-        if let Err(resp) = self.deliver(incoming, len, Some(sid)).await {
+        if let Err(resp) = self.deliver(incoming, len, Some(&head)).await {
             return resp;
         }
         guard.armed = false;
@@ -500,7 +501,7 @@ impl Session {
     }
 
     /// Queues one outgoing message on the stream it belongs to.
-    fn enqueue(&self, msg: &Message, json: &[u8], cost: u32, related: Option<&Id>) -> Result<(), Error> {
+    fn enqueue(&self, msg: &Message, json: Vec<u8>, cost: u32, related: Option<&Id>) -> Result<(), Error> {
         let mut guard = self.lock();
         let st = &mut *guard;
         if st.sender_closed {
@@ -544,12 +545,8 @@ impl Session {
         }
         let seq = stream.next_seq;
         stream.next_seq += 1;
-        let id = format!("{sid}-{seq}");
-        let bytes = sse::event(Some(&id), json);
-        // `id: <id>\ndata: <json>\n\n`
-        let start = 4 + id.len() + 1 + 6;
         let response = matches!(msg, Message::Response(_));
-        stream.queue.push_back(Queued { seq, json: start..start + json.len(), bytes, response, cost });
+        stream.queue.push_back(Queued { seq, json: Bytes::from(json), response, cost });
         if matches!(msg, Message::Response(_)) && stream.post {
             stream.pending = stream.pending.saturating_sub(1);
             stream.done = stream.pending == 0;
@@ -592,7 +589,7 @@ impl Session {
             return Err(Error::Closed);
         }
         self.budget.acquire(cost).await?;
-        self.enqueue(&msg, &json, cost, related.as_ref())
+        self.enqueue(&msg, json, cost, related.as_ref())
     }
 
     fn try_send(&self, msg: Message, related: Option<Id>) -> Result<(), Error> {
@@ -601,7 +598,7 @@ impl Session {
             return Err(Error::Closed);
         }
         self.budget.try_acquire(cost)?;
-        self.enqueue(&msg, &json, cost, related.as_ref())
+        self.enqueue(&msg, json, cost, related.as_ref())
     }
 
     /// Whether some attached connection still has events to take.
@@ -662,14 +659,15 @@ impl Session {
                 released.0 += 1;
                 released.1 += q.cost as usize;
                 stream.sent = q.seq;
+                let event = sse::event(Some(&format!("{sid}-{}", q.seq)), &q.json);
                 if single {
-                    out = Some(q.bytes.clone());
+                    out = Some(event.clone());
                     buf = None;
                 } else {
-                    buf.get_or_insert_with(BytesMut::new).extend_from_slice(&q.bytes);
+                    buf.get_or_insert_with(BytesMut::new).extend_from_slice(&event);
                 }
-                st.history_bytes += q.bytes.len();
-                st.history.push_back((sid, q.seq, q.bytes));
+                st.history_bytes += event.len();
+                st.history.push_back((sid, q.seq, event));
             }
             if let Some(buf) = buf {
                 out = Some(buf.freeze());
@@ -719,6 +717,13 @@ impl Session {
         drop(st);
         self.drained.notify_waiters();
     }
+}
+
+/// Wakes a POST handler when its stream gets its first event.
+#[derive(Default)]
+struct HeadSignal {
+    waker: futures_util::task::AtomicWaker,
+    ready: AtomicBool,
 }
 
 #[derive(serde::Deserialize)]

@@ -367,7 +367,7 @@ async fn post(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::bo
             "Unsupported Media Type: Content-Type must be application/json",
         );
     }
-    if !(headers::accepts(h, JSON) && headers::accepts(h, EVENT_STREAM)) {
+    if !headers::accepts_json_and_sse(h) {
         return rpc_error(
             StatusCode::NOT_ACCEPTABLE,
             None,
@@ -389,7 +389,15 @@ async fn post(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::bo
     {
         return too_large(len.to_string());
     }
-    let collected = match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    // Usually the whole body came with the head: no timer needed then.
+    let ready =
+        std::future::Future::poll(collect.as_mut(), &mut std::task::Context::from_waker(std::task::Waker::noop()));
+    let collected = match ready {
+        std::task::Poll::Ready(c) => Ok(c),
+        std::task::Poll::Pending => tokio::time::timeout(BODY_READ_TIMEOUT, collect).await,
+    };
+    let collected = match collected {
         Ok(c) => c,
         Err(_) => {
             return rpc_error(
