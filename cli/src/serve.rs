@@ -6,7 +6,7 @@ use clap::ValueEnum;
 use mcp_reference_server::ReferenceServer;
 use mcp_session::PeerConfig;
 use mcp_session::server::ServerSession;
-use mcp_transport_core::{Codec, Limits};
+use mcp_transport_core::{Codec, Limits, Transport};
 use mcp_transport_http::{HttpListener, HttpServerConfig, ParamHeader, ParamHeaderLookup};
 use mcp_transport_quic::{CertificateFiles, Mode, QuicListener, QuicServerConfig, QuicUrl, ServerIdentity};
 use mcp_transport_stdio::StdioConfig;
@@ -95,7 +95,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 };
                 let listener = UdsListener::bind(addr, config).await.map_err(|e| format!("{url}: {e}"))?;
                 tracing::info!(endpoint = %url, "serving the reference server");
-                tasks.spawn(accept_unix(listener, app.clone()));
+                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
             }
             Endpoint::Stdio => {
                 let transport = mcp_transport_stdio::stdio_transport(StdioConfig { limits, ..StdioConfig::default() });
@@ -118,20 +118,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 let config = WsConfig { limits, tls, ..WsConfig::default() };
                 let listener = WsListener::bind(url.as_str(), config).await.map_err(|e| format!("{url}: {e}"))?;
                 tracing::info!(endpoint = %listener.url(), "serving the reference server");
-                let app = app.clone();
-                tasks.spawn(async move {
-                    loop {
-                        match listener.accept().await {
-                            Ok(t) => {
-                                ServerSession::serve(app.clone(), t, PeerConfig::default());
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "accept failed");
-                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            }
-                        }
-                    }
-                });
+                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
             }
             Endpoint::Http(url) => {
                 let tls = match (&args.tls_cert, &args.tls_key, url.starts_with("https:")) {
@@ -150,20 +137,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 let config = HttpServerConfig { limits, tls, param_headers: Some(param_headers), ..Default::default() };
                 let listener = HttpListener::bind_url(&url, config).await.map_err(|e| format!("{url}: {e}"))?;
                 tracing::info!(endpoint = %listener.url(), "serving the reference server");
-                let app = app.clone();
-                tasks.spawn(async move {
-                    loop {
-                        match listener.accept().await {
-                            Ok(t) => {
-                                ServerSession::serve(app.clone(), t, PeerConfig::default());
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "accept failed");
-                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            }
-                        }
-                    }
-                });
+                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
             }
             Endpoint::Quic(url) => {
                 let parsed = QuicUrl::parse(&url).map_err(|e| format!("{url}: {e}"))?;
@@ -181,20 +155,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                 let listener = QuicListener::bind(addr, config).await.map_err(|e| format!("{url}: {e}"))?;
                 // The URL carries the certificate fingerprint clients pin.
                 tracing::info!(endpoint = %listener.url(), "serving the reference server");
-                let app = app.clone();
-                tasks.spawn(async move {
-                    loop {
-                        match listener.accept().await {
-                            Ok(t) => {
-                                ServerSession::serve(app.clone(), t, PeerConfig::default());
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "accept failed");
-                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            }
-                        }
-                    }
-                });
+                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
             }
         }
     }
@@ -210,9 +171,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     }
 }
 
-async fn accept_unix(listener: UdsListener, app: Arc<ReferenceServer>) -> Result<(), String> {
+/// Accepts connections for ever and serves the reference server on each.
+async fn serve_accepted<L, F, Fut, E>(listener: Arc<L>, app: Arc<ReferenceServer>, accept: F) -> Result<(), String>
+where
+    F: Fn(Arc<L>) -> Fut,
+    Fut: Future<Output = Result<Transport, E>>,
+    E: std::fmt::Display,
+{
     loop {
-        match listener.accept().await {
+        match accept(listener.clone()).await {
             Ok(transport) => {
                 ServerSession::serve(app.clone(), transport, PeerConfig::default());
             }
