@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::endpoint::Endpoint;
 
-/// Fast, interchangeable transports for the Model Context Protocol: a reference server,
-/// and (as they land) a conformance harness, benchmarks, a gateway and a bridge.
+/// Fast, interchangeable transports for the Model Context Protocol (Unix sockets, stdio,
+/// WebSocket, QUIC, Streamable HTTP): a reference server, a conformance harness, and (as they
+/// land) benchmarks, a gateway and a bridge.
 #[derive(Debug, Parser)]
 #[command(name = "mcpt", version, propagate_version = true)]
 struct Cli {
