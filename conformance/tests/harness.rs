@@ -188,7 +188,7 @@ async fn misbehaving_servers_are_reported_and_never_hang_the_harness() {
         Misbehaviour::IgnoresOne,
         Misbehaviour::Floods,
     ] {
-        let opts = options(SpecChoice::Auto, Duration::from_millis(500));
+        let opts = options(SpecChoice::Auto, Duration::from_secs(1));
         let report = bounded(run(misbehaving(kind), opts, &checks::all(), &Baseline::default())).await;
         let report = report.unwrap_or_else(|e| panic!("{kind:?}: the handshake is fine, so the run must start: {e}"));
         assert!(report.failed(), "{kind:?} should fail some check:\n{}", report.to_text());
