@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use crate::SessionError;
-use crate::peer::{Handler, NoHandler, Peer, PeerConfig, RequestOptions};
+use crate::peer::{Handler, NoHandler, Peer, PeerConfig, RequestOptions, decode_result};
 use crate::protocol::{
     DiscoverResult, Implementation, InitializeParams, InitializeResult, LEGACY_VERSIONS, META_CLIENT_CAPABILITIES,
     META_CLIENT_INFO, META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION,
@@ -218,8 +218,7 @@ impl Client {
         params: &P,
     ) -> Result<R, SessionError> {
         let raw = self.request_raw(method, Some(to_raw(params)?), RequestOptions::default()).await?;
-        serde_json::from_str(raw.get())
-            .map_err(|e| SessionError::InvalidResult { method: method.into(), reason: e.to_string() })
+        decode_result(method, &raw)
     }
 
     /// `ping` (2025 generation).

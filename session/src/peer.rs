@@ -185,8 +185,7 @@ impl Peer {
         params: &P,
     ) -> Result<R, SessionError> {
         let raw = self.request_raw(method, Some(to_raw(params)?), RequestOptions::default()).await?;
-        serde_json::from_str(raw.get())
-            .map_err(|e| SessionError::InvalidResult { method: method.to_owned(), reason: e.to_string() })
+        decode_result(method, &raw)
     }
 
     /// Sends a request with raw params and waits for its raw result.
@@ -492,6 +491,12 @@ impl Drop for PendingGuard<'_> {
 pub(crate) fn may_contain_key(params: &RawValue, key: &str) -> bool {
     let bytes = params.get().as_bytes();
     memchr::memmem::find(bytes, key.as_bytes()).is_some() || memchr::memchr(b'\\', bytes).is_some()
+}
+
+/// Deserializes a raw result, naming the method when it does not fit.
+pub(crate) fn decode_result<R: DeserializeOwned>(method: &str, raw: &RawValue) -> Result<R, SessionError> {
+    serde_json::from_str(raw.get())
+        .map_err(|e| SessionError::InvalidResult { method: method.to_owned(), reason: e.to_string() })
 }
 
 /// Reads `_meta.progressToken` from a request's params, when there is one.

@@ -627,10 +627,7 @@ where
                     reason: format!("text frame is not valid UTF-8 (at byte {at})"),
                 })
             }),
-            (WireFormat::MessagePack, true) => Ok(match msgpack_to_json(payload) {
-                Ok(json) => Incoming::parse(&json),
-                Err(reason) => Incoming::Invalid(InvalidMessage { code: codes::PARSE_ERROR, id: None, reason }),
-            }),
+            (WireFormat::MessagePack, true) => Ok(mcp_transport_core::codec::parse_msgpack(payload)),
             (WireFormat::Json, true) => Err(Violation {
                 code: close_code::UNSUPPORTED_DATA,
                 reason: "binary frame on the `mcp` subprotocol, which carries text frames only".into(),
@@ -729,22 +726,4 @@ where
             }
         }
     }
-}
-
-/// Nesting deeper than this is refused (the JSON parser refuses more than 128 anyway).
-const MAX_MSGPACK_DEPTH: usize = 128;
-
-/// Transcodes one MessagePack value to JSON text.
-fn msgpack_to_json(payload: &[u8]) -> Result<Vec<u8>, String> {
-    let mut rest = payload;
-    let mut de = rmp_serde::Deserializer::new(&mut rest);
-    de.set_max_depth(MAX_MSGPACK_DEPTH);
-    let mut out = Vec::with_capacity(payload.len() + payload.len() / 2);
-    let mut ser = serde_json::Serializer::new(&mut out);
-    serde_transcode::transcode(&mut de, &mut ser).map_err(|e| format!("invalid MessagePack: {e}"))?;
-    drop(de);
-    if !rest.is_empty() {
-        return Err(format!("invalid MessagePack: {} trailing bytes after the value", rest.len()));
-    }
-    Ok(out)
 }

@@ -134,11 +134,18 @@ impl Codec {
     fn parse_payload(&self, payload: &[u8]) -> Incoming {
         match self.format {
             Format::Json => Incoming::parse(payload),
-            Format::MessagePack => match msgpack_to_json(payload) {
-                Ok(json) => Incoming::parse(&json),
-                Err(reason) => Incoming::Invalid(InvalidMessage::parse(reason)),
-            },
+            Format::MessagePack => parse_msgpack(payload),
         }
+    }
+}
+
+/// Parses one MessagePack-encoded frame (a message or a batch), transcoded to JSON first;
+/// MessagePack that does not decode is a -32700 error. For message-oriented transports that
+/// carry MessagePack frames themselves.
+pub fn parse_msgpack(payload: &[u8]) -> Incoming {
+    match msgpack_to_json(payload) {
+        Ok(json) => Incoming::parse(&json),
+        Err(reason) => Incoming::Invalid(InvalidMessage::parse(reason)),
     }
 }
 

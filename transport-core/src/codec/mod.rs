@@ -17,6 +17,8 @@
 mod decode;
 mod encode;
 
+pub use decode::parse_msgpack;
+
 use crate::message::{Incoming, InvalidMessage};
 
 /// The default maximum size of one message: 16 MiB.
