@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use mcp_bench::reference_server_uds;
 use mcp_transport_core::message::RawValue;
 use mcp_transport_core::{Codec, Id, Message, Request};
 use mcp_transport_uds::UdsConfig;
@@ -27,7 +26,6 @@ async fn main() {
     let url = format!("unix://{}", dir.path().join("never-reads.sock").display());
     let addr = mcp_transport_uds::UdsAddr::parse(&url).expect("addr");
     let listener = mcp_transport_uds::UdsListener::bind(addr.clone(), UdsConfig::default()).await.expect("bind");
-    let _ = reference_server_uds; // the reference server is not involved here
     let held = tokio::spawn(async move {
         let t = listener.accept().await.expect("accept");
         tokio::time::sleep(Duration::from_secs(3600)).await;

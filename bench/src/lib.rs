@@ -1,199 +1,224 @@
-//! Measurements of mcp-transports next to raw-socket floors, taken side by side in one run.
+//! Measurements of mcp-transports next to raw floors and peer implementations, taken side by
+//! side in one run: what `mcpt bench` prints.
 //!
-//! Each function runs client and server in this process on the caller's tokio runtime and
-//! returns raw samples; [`Summary`] turns them into percentiles. The payloads are a `tools/call`
-//! of the reference server's `echo` tool: a request of about 1 KB answered by a response of
-//! about 1 KB. The raw floors send the very same bytes.
+//! Every case makes `tools/call` round trips of the same bytes: ours through the session
+//! layer against the reference server, rmcp against an rmcp server with the same tools, and
+//! the raw floors (no MCP logic) sending the captured request and answering with the captured
+//! response. Each is measured two ways, each against floors measured the same way:
+//!
+//! - **in-process**: client and server tasks on one tokio runtime, the cost of the code path;
+//! - **cross-process**: the server in its own process, as deployed (`mcpt serve`, or a hidden
+//!   `mcpt bench --serve-role` for floors and peers), which adds the cost of waking a thread
+//!   on another core;
+//! - and, when run as root, on a **lossy link** (1% loss and 10 ms delay each way, `tc netem`
+//!   in a network namespace).
+//!
+//! For each case: p50 / p99 / p99.9 of round trips made one at a time, then round trips per
+//! second with 16 in flight, payload MB/s, CPU time per round trip (client and server
+//! processes together) and the peak resident memory of the server's process. Budgets
+//! ([`budget`]) are ratios between cases of one run, so they hold on any machine.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+pub mod budget;
+pub mod cases;
+pub mod driver;
+mod error;
+pub mod floors;
+pub mod lossy;
+pub mod ours;
+mod payload;
+pub mod peers;
+pub mod pipelined;
+pub mod plot;
+pub mod process;
+pub mod report;
+pub mod run;
+pub mod stats;
 
-use mcp_reference_server::ReferenceServer;
-use mcp_session::client::{Client, ClientOptions, Generation};
-use mcp_session::server::ServerSession;
-use mcp_session::{PeerConfig, RequestOptions};
-use mcp_transport_core::message::{RawValue, to_raw};
-use mcp_transport_core::{Codec, Id, Incoming, Limits, Message, Request};
-use mcp_transport_uds::{UdsAddr, UdsConfig, UdsListener};
-use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Percentiles of a set of samples.
-#[derive(Debug, Clone, Copy)]
-pub struct Summary {
-    /// Median.
-    pub p50: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// Number of samples.
-    pub count: usize,
+pub use error::BenchError;
+pub use payload::{Exchange, Size};
+
+use crate::cases::{CASES, Case, Env, Placement};
+use crate::report::{Machine, Report};
+use crate::run::Settings;
+
+/// A number unique within this process, for socket names.
+pub(crate) fn unique() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-impl Summary {
-    /// Summarizes samples (sorted in place).
-    pub fn of(samples: &mut [Duration]) -> Summary {
-        samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-        Summary { p50: at(0.50), p99: at(0.99), count: samples.len() }
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Case ids to run (their floors are added); every case when `None`.
+    pub transports: Option<Vec<String>>,
+    /// Placements to measure.
+    pub placements: Vec<Placement>,
+    /// How much to measure.
+    pub settings: Settings,
+    /// How to start server processes (needed for cross-process and lossy cases).
+    pub launcher: Option<process::Launcher>,
+    /// Budgets to check.
+    pub budgets: Option<budget::Budgets>,
+    /// Show a progress bar on a terminal.
+    pub progress: bool,
+    /// Worker threads of the runtime measuring (for the report).
+    pub workers: usize,
+}
+
+/// The cases and placements `options` selects, in run order.
+pub fn plan(options: &Options) -> Result<Vec<(&'static Case, Placement)>, BenchError> {
+    let wanted: Option<Vec<&'static str>> = match &options.transports {
+        None => None,
+        Some(ids) => {
+            let mut wanted = Vec::new();
+            for id in ids {
+                let case = cases::find(id).ok_or_else(|| BenchError::Setup {
+                    case: id.clone(),
+                    reason: format!(
+                        "unknown case; known: {}",
+                        CASES.iter().map(|c| c.id).collect::<Vec<_>>().join(", ")
+                    ),
+                })?;
+                wanted.push(case.id);
+                wanted.extend(case.floor);
+            }
+            Some(wanted)
+        }
+    };
+    let mut plan = Vec::new();
+    for &placement in &options.placements {
+        for case in CASES {
+            if wanted.as_ref().is_some_and(|w| !w.contains(&case.id)) {
+                continue;
+            }
+            let runs_here = match placement {
+                Placement::InProcess => case.in_process,
+                Placement::CrossProcess => case.cross_process,
+                Placement::Lossy => case.on_lossy_link(),
+            };
+            if runs_here {
+                plan.push((case, placement));
+            }
+        }
     }
+    Ok(plan)
 }
 
-/// The text argument that makes an `echo` call about 1 KB each way.
-pub fn echo_text() -> String {
-    "x".repeat(900)
+/// The plan cut into groups measured together: one per placement and transport family, in
+/// plan order.
+pub fn groups(plan: &[(&'static Case, Placement)]) -> Vec<(Placement, Vec<&'static Case>)> {
+    let mut groups: Vec<(Placement, Vec<&'static Case>)> = Vec::new();
+    for &(case, placement) in plan {
+        match groups.iter_mut().find(|(p, g)| *p == placement && g[0].family() == case.family()) {
+            Some((_, group)) => group.push(case),
+            None => groups.push((placement, vec![case])),
+        }
+    }
+    groups
 }
 
-fn echo_params() -> Box<RawValue> {
-    to_raw(&json!({ "name": "echo", "arguments": { "text": echo_text() } })).expect("static JSON")
-}
-
-/// The exact request and response bytes of one `echo` round trip, as JSON.
-pub fn captured_exchange() -> (Vec<u8>, Vec<u8>) {
-    let req = Message::Request(Request { id: Id::Number(1), method: "tools/call".into(), params: Some(echo_params()) });
-    let resp = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"{}\"}}]}}}}",
-        echo_text()
+/// Runs the selected cases and builds the report.
+pub async fn run(options: Options) -> Result<Report, BenchError> {
+    let plan = plan(&options)?;
+    let mut lossy_skipped = None;
+    let link = if plan.iter().any(|(_, p)| *p == Placement::Lossy) {
+        match lossy::LossyLink::create() {
+            Ok(link) => Some(link),
+            Err(why) => {
+                lossy_skipped = Some(why);
+                None
+            }
+        }
+    } else {
+        if !options.placements.contains(&Placement::Lossy) {
+            lossy_skipped = Some("not selected".into());
+        }
+        None
+    };
+    let env = Env {
+        dir: tempfile::tempdir().map_err(|e| BenchError::Setup { case: "bench".into(), reason: e.to_string() })?,
+        cert: ours::DevCert::generate()?,
+        launcher: options.launcher.clone(),
+        remote: link.as_ref().map(|l| (l.prefix(), lossy::REMOTE.to_owned())),
+    };
+    let plan: Vec<_> = plan.into_iter().filter(|(_, p)| *p != Placement::Lossy || link.is_some()).collect();
+    let bar = if options.progress {
+        indicatif::ProgressBar::with_draw_target(Some(plan.len() as u64), indicatif::ProgressDrawTarget::stderr())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    (req.to_vec(), resp.into_bytes())
+    let mut rows = Vec::with_capacity(plan.len());
+    for (placement, group) in groups(&plan) {
+        let names: Vec<&str> = group.iter().map(|c| c.id).collect();
+        bar.set_message(format!("{} ({})", names.join(", "), placement.label()));
+        rows.extend(run::measure_group(&group, placement, &env, &options.settings).await);
+        bar.inc(group.len() as u64);
+    }
+    bar.finish_and_clear();
+    drop(link);
+    run::link_floors(&mut rows);
+    let recommendations = report::recommend(&rows, lossy_skipped.as_deref());
+    let budgets = options.budgets.as_ref().map(|b| b.check(&rows)).unwrap_or_default();
+    Ok(Report {
+        machine: Machine::this(options.workers),
+        settings: options.settings,
+        rows,
+        lossy_skipped,
+        recommendations,
+        budgets,
+    })
 }
 
-/// Raw floor: a tokio `UnixStream` pair, 4-byte length prefix, a server task echoing the
-/// captured response to each captured request.
-pub async fn raw_uds_length_rtt(warmup: usize, n: usize) -> Vec<Duration> {
-    let (req, resp) = captured_exchange();
-    let (mut client, mut server) = UnixStream::pair().expect("socketpair");
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut out = Vec::with_capacity(resp.len() + 4);
-        out.extend_from_slice(&(resp.len() as u32).to_be_bytes());
-        out.extend_from_slice(&resp);
-        loop {
-            let mut len = [0u8; 4];
-            if server.read_exact(&mut len).await.is_err() {
-                return;
-            }
-            let len = u32::from_be_bytes(len) as usize;
-            if server.read_exact(&mut buf[..len]).await.is_err() || server.write_all(&out).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut frame = Vec::with_capacity(req.len() + 4);
-    frame.extend_from_slice(&(req.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&req);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..warmup + n {
-        let start = Instant::now();
-        client.write_all(&frame).await.expect("write");
-        let mut len = [0u8; 4];
-        client.read_exact(&mut len).await.expect("read");
-        client.read_exact(&mut buf[..u32::from_be_bytes(len) as usize]).await.expect("read");
-        if i >= warmup {
-            samples.push(start.elapsed());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(transports: Option<Vec<String>>, placements: Vec<Placement>) -> Options {
+        Options {
+            transports,
+            placements,
+            settings: Settings::default(),
+            launcher: None,
+            budgets: None,
+            progress: false,
+            workers: 2,
         }
     }
-    samples
-}
 
-/// Binds the reference server on a fresh socket in a temporary directory.
-pub async fn reference_server_uds(codec: Codec) -> (tempfile::TempDir, UdsAddr) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addr = UdsAddr::parse(&format!("unix://{}", dir.path().join("bench.sock").display())).expect("addr");
-    let config = UdsConfig { codec, ..UdsConfig::default() };
-    let listener = UdsListener::bind(addr.clone(), config).await.expect("bind");
-    let app = Arc::new(ReferenceServer::new());
-    tokio::spawn(async move {
-        while let Ok(t) = listener.accept().await {
-            ServerSession::serve(app.clone(), t, PeerConfig::default());
-        }
-    });
-    (dir, addr)
-}
-
-/// Ours: a full `tools/call` of `echo` through the session layer (client and server) over
-/// the Unix-socket transport with newline-delimited JSON, after `initialize`.
-pub async fn session_uds_rtt(warmup: usize, n: usize) -> Vec<Duration> {
-    let (_dir, addr) = reference_server_uds(Codec::lines()).await;
-    let transport = mcp_transport_uds::connect(&addr, &UdsConfig::default()).await.expect("connect");
-    let opts = ClientOptions { generation: Generation::Legacy, ..ClientOptions::default() };
-    let client = Client::connect(transport, opts).await.expect("initialize");
-    let params = echo_params();
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..warmup + n {
-        let start = Instant::now();
-        let result = client.request_raw("tools/call", Some(params.clone()), RequestOptions::default()).await;
-        let elapsed = start.elapsed();
-        assert!(result.is_ok(), "tools/call failed: {result:?}");
-        if i >= warmup {
-            samples.push(elapsed);
-        }
+    #[test]
+    fn a_selection_brings_its_floors() {
+        let p = plan(&options(
+            Some(vec!["ws".into(), "stdio".into()]),
+            vec![Placement::InProcess, Placement::CrossProcess],
+        ))
+        .unwrap();
+        let names: Vec<String> = p.iter().map(|(c, pl)| format!("{}@{}", c.id, pl.label())).collect();
+        assert_eq!(
+            names,
+            [
+                "raw-ws@in-process",
+                "ws@in-process",
+                "raw-ws@cross-process",
+                "raw-pipe@cross-process",
+                "ws@cross-process",
+                "stdio@cross-process"
+            ]
+        );
+        assert!(plan(&options(Some(vec!["nope".into()]), vec![Placement::InProcess])).is_err());
+        let everything =
+            plan(&options(None, vec![Placement::InProcess, Placement::CrossProcess, Placement::Lossy])).unwrap();
+        assert!(everything.iter().any(|(c, p)| c.id == "quic-request" && *p == Placement::Lossy));
+        assert!(!everything.iter().any(|(c, p)| c.id == "wss" && *p == Placement::Lossy));
+        let g = groups(&p);
+        assert_eq!(g.len(), 3, "ws in-process, ws cross-process, pipe cross-process");
+        assert_eq!(g[2].1.iter().map(|c| c.id).collect::<Vec<_>>(), ["raw-pipe", "stdio"]);
     }
-    samples
-}
-
-/// Raw floor: one-way newline-delimited messages over a tokio `UnixStream` pair, written in
-/// large batches and read by a `BufReader`. Returns messages per second.
-pub async fn raw_uds_lines_pipelined(n: usize) -> f64 {
-    let msg = notification_bytes();
-    let (client, server) = UnixStream::pair().expect("socketpair");
-    let reader = tokio::spawn(async move {
-        let mut lines = BufReader::with_capacity(64 * 1024, server);
-        let mut line = Vec::new();
-        for _ in 0..n {
-            line.clear();
-            lines.read_until(b'\n', &mut line).await.expect("read");
-        }
-    });
-    let start = Instant::now();
-    let mut client = client;
-    let mut chunk = Vec::with_capacity(64 * 1024);
-    for _ in 0..n {
-        chunk.extend_from_slice(&msg);
-        chunk.push(b'\n');
-        if chunk.len() >= 60 * 1024 {
-            client.write_all(&chunk).await.expect("write");
-            chunk.clear();
-        }
-    }
-    client.write_all(&chunk).await.expect("write");
-    reader.await.expect("reader");
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn notification_bytes() -> Vec<u8> {
-    let params = json!({ "progressToken": 1, "progress": 1, "message": "y".repeat(200) });
-    let m = Message::Notification(mcp_transport_core::Notification {
-        method: "notifications/progress".into(),
-        params: Some(to_raw(&params).expect("static JSON")),
-    });
-    m.to_vec()
-}
-
-/// Ours: one-way messages through `Sender::feed` (or `Sender::send` when `inline`) on the
-/// Unix-socket transport, received and parsed by `Receiver::recv`. Returns messages per second.
-pub async fn transport_uds_pipelined(n: usize, codec: Codec, inline: bool) -> f64 {
-    let msg = Message::from_slice(&notification_bytes()).expect("valid message");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let addr = UdsAddr::parse(&format!("unix://{}", dir.path().join("pipe.sock").display())).expect("addr");
-    let config = UdsConfig { codec: codec.clone(), limits: Limits::default(), ..UdsConfig::default() };
-    let listener = UdsListener::bind(addr.clone(), config.clone()).await.expect("bind");
-    let reader = tokio::spawn(async move {
-        let mut t = listener.accept().await.expect("accept");
-        for _ in 0..n {
-            match t.receiver.recv().await {
-                Some(Ok(Incoming::Message(_))) => {}
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    });
-    let t = mcp_transport_uds::connect(&addr, &config).await.expect("connect");
-    let start = Instant::now();
-    for _ in 0..n {
-        if inline { t.sender.send(msg.clone()).await } else { t.sender.feed(msg.clone()).await }.expect("send");
-    }
-    reader.await.expect("reader");
-    n as f64 / start.elapsed().as_secs_f64()
 }

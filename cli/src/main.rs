@@ -1,9 +1,11 @@
 //! `mcpt`: the command line of mcp-transports.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod conform;
 mod conform_http;
 mod endpoint;
+mod gateway;
 mod serve;
 
 use std::process::ExitCode;
@@ -40,10 +42,12 @@ enum Command {
     /// Check an MCP server's conformance: lifecycle, JSON-RPC, utilities, listings, tool
     /// results, transport behaviour and latency. Exit status 0 only when no check failed.
     Conform(conform::ConformArgs),
-    /// Compare every transport side by side on loopback. [planned: not in this version]
-    Bench(Planned),
-    /// Run the gateway in front of many MCP servers. [planned: not in this version]
-    Gateway(Planned),
+    /// Compare every transport side by side on loopback, with raw floors and rmcp in the same
+    /// run: latency percentiles, throughput, CPU and memory, ratios to floors, budgets.
+    Bench(bench::BenchArgs),
+    /// Run the gateway: one endpoint in front of many MCP servers (aggregation, auth, rate
+    /// limits, caching, metrics, circuit breaking, health).
+    Gateway(gateway::GatewayArgs),
     /// Expose a server on another transport. [planned: not in this version]
     Bridge(Planned),
 }
@@ -56,9 +60,9 @@ struct Planned {
     args: Vec<String>,
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
@@ -75,8 +79,19 @@ fn fail(reason: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The bench prints a table; its progress bar and warnings are enough on stderr.
+    let quiet = matches!(&cli.command, Command::Bench(args) if !args.is_role());
+    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    let mut builder = match &cli.command {
+        Command::Bench(args) if args.current_thread() => tokio::runtime::Builder::new_current_thread(),
+        Command::Bench(args) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(args.workers());
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
@@ -87,8 +102,12 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(1),
             Err(e) => Err(e),
         },
-        Command::Bench(_) => Err("bench is not available in this version".to_owned()),
-        Command::Gateway(_) => Err("gateway is not available in this version".to_owned()),
+        Command::Bench(args) => match runtime.block_on(bench::run(args)) {
+            Ok(bench::Outcome::Done) => Ok(()),
+            Ok(bench::Outcome::Missed) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::Gateway(args) => runtime.block_on(gateway::run(args)),
         Command::Bridge(_) => Err("bridge is not available in this version".to_owned()),
     };
     match result {

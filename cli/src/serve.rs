@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 use mcp_reference_server::ReferenceServer;
-use mcp_session::PeerConfig;
 use mcp_session::server::ServerSession;
+use mcp_session::{Peer, PeerConfig};
 use mcp_transport_core::{Codec, Limits, Transport};
 use mcp_transport_http::{HttpListener, HttpServerConfig, ParamHeader, ParamHeaderLookup};
 use mcp_transport_quic::{CertificateFiles, Mode, QuicListener, QuicServerConfig, QuicUrl, ServerIdentity};
@@ -77,67 +77,90 @@ fn default_endpoint() -> Endpoint {
     Endpoint::Unix(format!("unix://{}", path.display()))
 }
 
-pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
-    let app = Arc::new(ReferenceServer::new());
-    let limits = Limits { max_message_size: args.max_message_size, ..Limits::default() };
-    let codec = args.framing.codec();
-    let endpoints = if args.listen.is_empty() { vec![default_endpoint()] } else { args.listen };
+/// What every listener of one command shares.
+pub(crate) struct ListenSettings {
+    /// Framing on Unix sockets.
+    pub(crate) codec: Codec,
+    /// Message and queue limits.
+    pub(crate) limits: Limits,
+    /// TLS certificate chain and key (PEM files) for wss://, https:// and quic://.
+    pub(crate) tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Unix-socket peers allowed, by uid (`None`: any).
+    pub(crate) allowed_uids: Option<Vec<u32>>,
+    /// Tool arguments mirrored into HTTP headers (2026-07-28 `Mcp-Param-*`).
+    pub(crate) param_headers: Option<ParamHeaderLookup>,
+}
+
+/// What to do with each accepted connection: serve it, returning the session when one started.
+pub(crate) type OnConnection = Arc<dyn Fn(Transport) -> Option<Peer> + Send + Sync>;
+
+/// Opens every endpoint and hands each accepted connection to `on_connection`; the returned
+/// tasks end only on a fatal error.
+pub(crate) async fn listen_all(
+    endpoints: Vec<Endpoint>,
+    settings: &ListenSettings,
+    on_connection: OnConnection,
+) -> Result<JoinSet<Result<(), String>>, String> {
+    let limits = settings.limits;
+    let tls = settings.tls.as_ref();
     let mut tasks = JoinSet::new();
     for endpoint in endpoints {
+        let on = on_connection.clone();
         match endpoint {
             Endpoint::Unix(url) => {
                 let addr = UdsAddr::parse(&url).map_err(|e| format!("{url}: {e}"))?;
                 let config = UdsConfig {
-                    codec: codec.clone(),
+                    codec: settings.codec.clone(),
                     limits,
-                    allowed_uids: (!args.allow_uids.is_empty()).then(|| args.allow_uids.clone()),
+                    allowed_uids: settings.allowed_uids.clone(),
                     ..UdsConfig::default()
                 };
                 let listener = UdsListener::bind(addr, config).await.map_err(|e| format!("{url}: {e}"))?;
-                tracing::info!(endpoint = %url, "serving the reference server");
-                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
+                tracing::info!(endpoint = %url, "listening");
+                tasks.spawn(accept_loop(Arc::new(listener), on, |l| async move { l.accept().await }));
             }
             Endpoint::Stdio => {
                 let transport = mcp_transport_stdio::stdio_transport(StdioConfig { limits, ..StdioConfig::default() });
-                let session = ServerSession::serve(app.clone(), transport, PeerConfig::default());
-                tracing::info!(endpoint = "stdio:", "serving the reference server");
-                tasks.spawn(async move {
-                    session.closed().await;
-                    Ok(())
-                });
+                tracing::info!(endpoint = "stdio:", "listening");
+                // The process serves its own stdin and stdout until that session ends.
+                if let Some(session) = on(transport) {
+                    tasks.spawn(async move {
+                        session.closed().await;
+                        Ok(())
+                    });
+                }
             }
             Endpoint::Ws(url) => {
-                let tls = match (&args.tls_cert, &args.tls_key, url.starts_with("wss:")) {
-                    (Some(cert), Some(key), true) => Some(
+                let tls = match (tls, url.starts_with("wss:")) {
+                    (Some((cert, key)), true) => Some(
                         mcp_transport_ws::tls::server_config_from_pem_files(cert, key)
                             .map_err(|e| format!("{url}: {e}"))?,
                     ),
-                    (_, _, true) => return Err(format!("{url}: wss:// needs --tls-cert and --tls-key")),
+                    (None, true) => return Err(format!("{url}: wss:// needs --tls-cert and --tls-key")),
                     _ => None,
                 };
                 let config = WsConfig { limits, tls, ..WsConfig::default() };
                 let listener = WsListener::bind(url.as_str(), config).await.map_err(|e| format!("{url}: {e}"))?;
-                tracing::info!(endpoint = %listener.url(), "serving the reference server");
-                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
+                tracing::info!(endpoint = %listener.url(), "listening");
+                tasks.spawn(accept_loop(Arc::new(listener), on, |l| async move { l.accept().await }));
             }
             Endpoint::Http(url) => {
-                let tls = match (&args.tls_cert, &args.tls_key, url.starts_with("https:")) {
-                    (Some(cert), Some(key), true) => Some(
+                let tls = match (tls, url.starts_with("https:")) {
+                    (Some((cert, key)), true) => Some(
                         mcp_transport_http::ServerTls::from_pem_files(cert, key).map_err(|e| format!("{url}: {e}"))?,
                     ),
-                    (_, _, true) => return Err(format!("{url}: https:// needs --tls-cert and --tls-key")),
+                    (None, true) => return Err(format!("{url}: https:// needs --tls-cert and --tls-key")),
                     _ => None,
                 };
-                let param_headers = ParamHeaderLookup::new(|tool| {
-                    mcp_reference_server::header_params(tool)
-                        .iter()
-                        .map(|p| ParamHeader { header: p.header.to_owned(), path: vec![p.argument.to_owned()] })
-                        .collect()
-                });
-                let config = HttpServerConfig { limits, tls, param_headers: Some(param_headers), ..Default::default() };
+                let config = HttpServerConfig {
+                    limits,
+                    tls,
+                    param_headers: settings.param_headers.clone(),
+                    ..Default::default()
+                };
                 let listener = HttpListener::bind_url(&url, config).await.map_err(|e| format!("{url}: {e}"))?;
-                tracing::info!(endpoint = %listener.url(), "serving the reference server");
-                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
+                tracing::info!(endpoint = %listener.url(), "listening");
+                tasks.spawn(accept_loop(Arc::new(listener), on, |l| async move { l.accept().await }));
             }
             Endpoint::Quic(url) => {
                 let parsed = QuicUrl::parse(&url).map_err(|e| format!("{url}: {e}"))?;
@@ -148,17 +171,40 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
                     ..QuicServerConfig::default()
                 };
                 config.settings.limits = limits;
-                if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+                if let Some((cert, key)) = tls {
                     config.identity =
                         ServerIdentity::Files(CertificateFiles { cert_chain: cert.clone(), private_key: key.clone() });
                 }
                 let listener = QuicListener::bind(addr, config).await.map_err(|e| format!("{url}: {e}"))?;
                 // The URL carries the certificate fingerprint clients pin.
-                tracing::info!(endpoint = %listener.url(), "serving the reference server");
-                tasks.spawn(serve_accepted(Arc::new(listener), app.clone(), |l| async move { l.accept().await }));
+                tracing::info!(endpoint = %listener.url(), "listening");
+                tasks.spawn(accept_loop(Arc::new(listener), on, |l| async move { l.accept().await }));
             }
         }
     }
+    Ok(tasks)
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
+    let app = Arc::new(ReferenceServer::new());
+    let endpoints = if args.listen.is_empty() { vec![default_endpoint()] } else { args.listen };
+    let param_headers = ParamHeaderLookup::new(|tool| {
+        mcp_reference_server::header_params(tool)
+            .iter()
+            .map(|p| ParamHeader { header: p.header.to_owned(), path: vec![p.argument.to_owned()] })
+            .collect()
+    });
+    let settings = ListenSettings {
+        codec: args.framing.codec(),
+        limits: Limits { max_message_size: args.max_message_size, ..Limits::default() },
+        tls: args.tls_cert.zip(args.tls_key),
+        allowed_uids: (!args.allow_uids.is_empty()).then_some(args.allow_uids),
+        param_headers: Some(param_headers),
+    };
+    let on_connection: OnConnection =
+        Arc::new(move |transport| Some(ServerSession::serve(app.clone(), transport, PeerConfig::default())));
+    let mut tasks = listen_all(endpoints, &settings, on_connection).await?;
+    tracing::info!("serving the reference server");
     tokio::select! {
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
@@ -171,8 +217,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
     }
 }
 
-/// Accepts connections for ever and serves the reference server on each.
-async fn serve_accepted<L, F, Fut, E>(listener: Arc<L>, app: Arc<ReferenceServer>, accept: F) -> Result<(), String>
+/// Accepts connections for ever and hands each to `on_connection`.
+async fn accept_loop<L, F, Fut, E>(listener: Arc<L>, on_connection: OnConnection, accept: F) -> Result<(), String>
 where
     F: Fn(Arc<L>) -> Fut,
     Fut: Future<Output = Result<Transport, E>>,
@@ -181,7 +227,7 @@ where
     loop {
         match accept(listener.clone()).await {
             Ok(transport) => {
-                ServerSession::serve(app.clone(), transport, PeerConfig::default());
+                on_connection(transport);
             }
             Err(e) => {
                 // Accept errors (e.g. out of file descriptors) are transient: log and go on.
@@ -192,7 +238,7 @@ where
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

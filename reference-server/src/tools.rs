@@ -94,6 +94,12 @@ pub(crate) fn list() -> Vec<Value> {
             "Returns the given text as one text item",
             json!({ "type": "object", "properties": { "text": { "type": "string" } }, "required": ["text"] }),
         ),
+        tool(
+            "payload",
+            "Returns one text item of the given size in bytes (at most 4 MiB), for benchmarks",
+            json!({ "type": "object", "properties": { "bytes": { "type": "integer", "minimum": 0, "maximum": MAX_PAYLOAD } },
+                    "required": ["bytes"] }),
+        ),
         tool("test_image_content", "Tests image content response", no_args()),
         tool("test_audio_content", "Tests audio content response", no_args()),
         tool("test_embedded_resource", "Tests embedded resource content response", no_args()),
@@ -137,6 +143,26 @@ struct CallParams<'a> {
     name: Cow<'a, str>,
     #[serde(default, borrow)]
     arguments: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct PayloadArgs {
+    bytes: u64,
+}
+
+/// The largest `payload` result, in bytes of text.
+const MAX_PAYLOAD: u64 = 4 << 20;
+
+/// A text result of `bytes` ASCII letters, or a tool error naming the limit.
+fn payload(args: Option<&RawValue>) -> Result<Box<RawValue>, ServerError> {
+    match args.map(|a| serde_json::from_str::<PayloadArgs>(a.get())) {
+        Some(Ok(PayloadArgs { bytes })) if bytes <= MAX_PAYLOAD => text_result(&"x".repeat(bytes as usize)),
+        Some(Ok(PayloadArgs { bytes })) => {
+            error_result(&format!("payload: {bytes} bytes asked, at most {MAX_PAYLOAD} are served"))
+        }
+        Some(Err(e)) => error_result(&format!("payload needs the integer argument \"bytes\": {e}")),
+        None => error_result("payload needs the integer argument \"bytes\""),
+    }
 }
 
 #[derive(Deserialize)]
@@ -220,6 +246,7 @@ fn immediate(name: &str, args: Option<&RawValue>) -> Option<Result<Box<RawValue>
                 None => Some(error_result("echo needs the string argument \"text\"")),
             }
         }
+        "payload" => Some(payload(args)),
         "test_simple_text" => Some(text_result(SIMPLE_TEXT)),
         "test_image_content" => {
             Some(tool_result(&[Content::Image { data: TEST_IMAGE_BASE64, mime_type: "image/png" }]))
@@ -366,6 +393,9 @@ mod tests {
         assert_eq!(run("echo", json!({ "text": "hi \"there\"" })).unwrap()["content"][0]["text"], "hi \"there\"");
         assert_eq!(run("echo", json!({})).unwrap()["isError"], true);
         assert_eq!(run("echo", json!({ "text": 5 })).unwrap()["isError"], true);
+        assert_eq!(run("payload", json!({ "bytes": 3 })).unwrap()["content"][0]["text"], "xxx");
+        assert_eq!(run("payload", json!({ "bytes": MAX_PAYLOAD + 1 })).unwrap()["isError"], true);
+        assert_eq!(run("payload", json!({ "bytes": -1 })).unwrap()["isError"], true);
         assert_eq!(list()[0]["name"], "test_simple_text", "the first tool takes no arguments");
         assert_eq!(
             run("json_schema_2020_12_tool", json!({ "name": "n" })).unwrap()["content"][0]["text"],

@@ -55,17 +55,24 @@ impl ServeProcess {
     /// Starts `mcpt serve --listen LISTEN` and waits for the log line naming an endpoint that
     /// starts with `prefix`.
     pub(crate) fn start(listen: &str, prefix: &str) -> ServeProcess {
+        Self::start_command(&["serve", "--listen", listen], prefix)
+    }
+
+    /// Starts `mcpt --log-format json ARGS…` and waits for the log line naming an endpoint
+    /// that starts with `prefix`.
+    pub(crate) fn start_command(args: &[&str], prefix: &str) -> ServeProcess {
         let mut child = Command::new(MCPT)
-            .args(["--log-format", "json", "serve", "--listen", listen])
+            .args(["--log-format", "json"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn mcpt serve");
+            .expect("spawn mcpt");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let url = loop {
-            let line = lines.next().expect("mcpt serve exited before listening").expect("read stderr");
+            let line = lines.next().expect("mcpt exited before listening").expect("read stderr");
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             if let Some(ep) = v.pointer("/fields/endpoint").and_then(|e| e.as_str())
                 && ep.starts_with(prefix)
@@ -76,6 +83,20 @@ impl ServeProcess {
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         ServeProcess { child, url }
+    }
+}
+
+impl ServeProcess {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -TERM failed");
+        self.child.wait().expect("wait")
     }
 }
 
