@@ -309,19 +309,26 @@ fn wide_limits() -> mcp_transport_core::Limits {
     mcp_transport_core::Limits { max_message_size: 32 << 20, ..Default::default() }
 }
 
-pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
-    let connector: Arc<dyn Connector> = match (&args.target, args.command.is_empty()) {
+/// Connects to `target`, or to a child process running `command`, with limits wide enough for
+/// 10 MB messages; `ca` is trusted for wss://, https:// and quic://.
+pub(crate) fn connector(
+    target: Option<&Endpoint>,
+    command: &[String],
+    ca: Option<&PathBuf>,
+    quic_requests: bool,
+) -> Result<Arc<dyn Connector>, String> {
+    let connector: Arc<dyn Connector> = match (target, command.is_empty()) {
         (Some(Endpoint::Unix(url)), true) => Arc::new(Unix { addr: UdsAddr::parse(url).map_err(|e| e.to_string())? }),
         (Some(Endpoint::Ws(url)), true) => {
             let mut config = mcp_transport_ws::WsClientConfig { limits: wide_limits(), ..Default::default() };
-            if let Some(ca) = &args.ca {
+            if let Some(ca) = ca {
                 config.tls = mcp_transport_ws::ClientTls::PemFile(ca.clone());
             }
             Arc::new(Ws { url: url.clone(), config })
         }
         (Some(Endpoint::Http(url)), true) => {
             let mut config = mcp_transport_http::HttpClientConfig { limits: wide_limits(), ..Default::default() };
-            if let Some(ca) = &args.ca {
+            if let Some(ca) = ca {
                 let pem = read_bytes(ca)?;
                 config.tls = config.tls.with_root_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
             }
@@ -329,24 +336,25 @@ pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
         }
         (Some(Endpoint::Quic(url)), true) => {
             let mut config = mcp_transport_quic::QuicClientConfig {
-                mode: if args.quic_requests {
-                    mcp_transport_quic::Mode::Request
-                } else {
-                    mcp_transport_quic::Mode::Session
-                },
-                ca_file: args.ca.clone(),
+                mode: if quic_requests { mcp_transport_quic::Mode::Request } else { mcp_transport_quic::Mode::Session },
+                ca_file: ca.cloned(),
                 ..Default::default()
             };
             config.settings.limits = wide_limits();
             Arc::new(Quic { url: url.clone(), config })
         }
         (Some(other), true) => {
-            return Err(format!("{other}: conformance over this transport is not available in this version"));
+            return Err(format!("{other}: connecting to this kind of endpoint is not supported"));
         }
         (Some(_), false) => return Err("give either TARGET or -- CMD, not both".into()),
-        (None, false) => Arc::new(Child { command: args.command.clone(), children: Default::default() }),
+        (None, false) => Arc::new(Child { command: command.to_vec(), children: Default::default() }),
         (None, true) => return Err("no target: give an endpoint URL or -- CMD ARGS".into()),
     };
+    Ok(connector)
+}
+
+pub(crate) async fn run(args: ConformArgs) -> Result<bool, String> {
+    let connector = connector(args.target.as_ref(), &args.command, args.ca.as_ref(), args.quic_requests)?;
     let baseline = match &args.baseline {
         Some(p) => Baseline::parse(&p.display().to_string(), &read(p)?).map_err(|e| e.to_string())?,
         None => Baseline::default(),

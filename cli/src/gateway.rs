@@ -8,7 +8,7 @@ use mcp_gateway::{Credentials, Gateway, GatewayConfig};
 use mcp_transport_core::{Codec, Limits};
 
 use crate::Endpoint;
-use crate::serve::{ListenSettings, OnConnection, listen_all, shutdown_signal};
+use crate::serve::{ListenSettings, OnConnection, listen_all, shutdown_signal, until_closed};
 
 /// Arguments of `mcpt gateway`.
 #[derive(Debug, clap::Args)]
@@ -54,7 +54,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), String> {
     let on_connection: OnConnection = Arc::new(move |transport| {
         let peer = transport.peer.address.clone();
         match serving.serve(transport, Credentials::None) {
-            Ok(session) => Some(session),
+            Ok(session) => Some(until_closed(session)),
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "connection refused");
                 None

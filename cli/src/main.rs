@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bridge;
 mod conform;
 mod conform_http;
 mod endpoint;
@@ -15,8 +16,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::endpoint::Endpoint;
 
 /// Fast, interchangeable transports for the Model Context Protocol (Unix sockets, stdio,
-/// WebSocket, QUIC, Streamable HTTP): a reference server, a conformance harness, and (as they
-/// land) benchmarks, a gateway and a bridge.
+/// WebSocket, QUIC, Streamable HTTP): a reference server, a conformance harness, benchmarks, a
+/// gateway and a bridge.
 #[derive(Debug, Parser)]
 #[command(name = "mcpt", version, propagate_version = true)]
 struct Cli {
@@ -48,16 +49,9 @@ enum Command {
     /// Run the gateway: one endpoint in front of many MCP servers (aggregation, auth, rate
     /// limits, caching, metrics, circuit breaking, health).
     Gateway(gateway::GatewayArgs),
-    /// Expose a server on another transport. [planned: not in this version]
-    Bridge(Planned),
-}
-
-/// Arguments of a command that is not available yet.
-#[derive(Debug, clap::Args)]
-struct Planned {
-    /// Ignored.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
+    /// Expose a server on other transports, message for message: a stdio server over QUIC,
+    /// WebSocket or a Unix socket, or a remote server as local stdio.
+    Bridge(bridge::BridgeArgs),
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -108,7 +102,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Gateway(args) => runtime.block_on(gateway::run(args)),
-        Command::Bridge(_) => Err("bridge is not available in this version".to_owned()),
+        Command::Bridge(args) => runtime.block_on(bridge::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

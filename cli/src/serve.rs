@@ -6,6 +6,7 @@ use clap::ValueEnum;
 use mcp_reference_server::ReferenceServer;
 use mcp_session::server::ServerSession;
 use mcp_session::{Peer, PeerConfig};
+use mcp_transport_core::transport::BoxFuture;
 use mcp_transport_core::{Codec, Limits, Transport};
 use mcp_transport_http::{HttpListener, HttpServerConfig, ParamHeader, ParamHeaderLookup};
 use mcp_transport_quic::{CertificateFiles, Mode, QuicListener, QuicServerConfig, QuicUrl, ServerIdentity};
@@ -91,8 +92,14 @@ pub(crate) struct ListenSettings {
     pub(crate) param_headers: Option<ParamHeaderLookup>,
 }
 
-/// What to do with each accepted connection: serve it, returning the session when one started.
-pub(crate) type OnConnection = Arc<dyn Fn(Transport) -> Option<Peer> + Send + Sync>;
+/// What to do with each accepted connection: start serving it, and return a future that ends
+/// when that connection is done (`None` when it was refused).
+pub(crate) type OnConnection = Arc<dyn Fn(Transport) -> Option<BoxFuture<'static, ()>> + Send + Sync>;
+
+/// The future that ends with a session.
+pub(crate) fn until_closed(session: Peer) -> BoxFuture<'static, ()> {
+    Box::pin(async move { session.closed().await })
+}
 
 /// Opens every endpoint and hands each accepted connection to `on_connection`; the returned
 /// tasks end only on a fatal error.
@@ -123,9 +130,9 @@ pub(crate) async fn listen_all(
                 let transport = mcp_transport_stdio::stdio_transport(StdioConfig { limits, ..StdioConfig::default() });
                 tracing::info!(endpoint = "stdio:", "listening");
                 // The process serves its own stdin and stdout until that session ends.
-                if let Some(session) = on(transport) {
+                if let Some(done) = on(transport) {
                     tasks.spawn(async move {
-                        session.closed().await;
+                        done.await;
                         Ok(())
                     });
                 }
@@ -201,8 +208,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         allowed_uids: (!args.allow_uids.is_empty()).then_some(args.allow_uids),
         param_headers: Some(param_headers),
     };
-    let on_connection: OnConnection =
-        Arc::new(move |transport| Some(ServerSession::serve(app.clone(), transport, PeerConfig::default())));
+    let on_connection: OnConnection = Arc::new(move |transport| {
+        Some(until_closed(ServerSession::serve(app.clone(), transport, PeerConfig::default())))
+    });
     let mut tasks = listen_all(endpoints, &settings, on_connection).await?;
     tracing::info!("serving the reference server");
     tokio::select! {
@@ -227,7 +235,9 @@ where
     loop {
         match accept(listener.clone()).await {
             Ok(transport) => {
-                on_connection(transport);
+                if let Some(done) = on_connection(transport) {
+                    tokio::spawn(done);
+                }
             }
             Err(e) => {
                 // Accept errors (e.g. out of file descriptors) are transient: log and go on.
