@@ -488,9 +488,14 @@ impl Drop for PendingGuard<'_> {
 
 /// A cheap pre-check before parsing params for a key: the key's bytes appear literally, or
 /// the text has escapes (a key may be spelled with them).
-pub(crate) fn may_contain_key(params: &RawValue, key: &str) -> bool {
+pub(crate) fn may_contain_key(params: &RawValue, key: &memchr::memmem::Finder<'static>) -> bool {
     let bytes = params.get().as_bytes();
-    memchr::memmem::find(bytes, key.as_bytes()).is_some() || memchr::memchr(b'\\', bytes).is_some()
+    key.find(bytes).is_some() || memchr::memchr(b'\\', bytes).is_some()
+}
+
+/// A substring finder built once (building one costs as much as a short search).
+pub(crate) fn key_finder(key: &'static str) -> memchr::memmem::Finder<'static> {
+    memchr::memmem::Finder::new(key.as_bytes())
 }
 
 /// Deserializes a raw result, naming the method when it does not fit.
@@ -502,7 +507,9 @@ pub(crate) fn decode_result<R: DeserializeOwned>(method: &str, raw: &RawValue) -
 /// Reads `_meta.progressToken` from a request's params, when there is one.
 fn progress_token(req: &Request) -> Option<Id> {
     let params = req.params.as_ref()?;
-    if !may_contain_key(params, "progressToken") {
+    static KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| key_finder("progressToken"));
+    if !may_contain_key(params, &KEY) {
         return None;
     }
     #[derive(serde::Deserialize)]

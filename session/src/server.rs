@@ -20,7 +20,7 @@ use mcp_transport_core::{ErrorObject, Notification, Request, Transport};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::peer::{Handler, Peer, PeerConfig, RequestContext, may_contain_key};
+use crate::peer::{Handler, Peer, PeerConfig, RequestContext, key_finder, may_contain_key};
 use crate::protocol::{
     BATCH_VERSION, DiscoverResult, Implementation, InitializeParams, InitializeResult, LEGACY_VERSIONS,
     META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION,
@@ -129,7 +129,9 @@ struct ModernMeta {
 
 fn modern_meta(req: &Request) -> Result<Option<ModernMeta>, ErrorObject> {
     let Some(params) = req.params.as_ref() else { return Ok(None) };
-    if !may_contain_key(params, META_PROTOCOL_VERSION) {
+    static KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| key_finder(META_PROTOCOL_VERSION));
+    if !may_contain_key(params, &KEY) {
         return Ok(None);
     }
     #[derive(Deserialize)]
