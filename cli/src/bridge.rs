@@ -40,6 +40,9 @@ pub(crate) struct BridgeArgs {
     /// Use QUIC request mode (a stream per request) towards a quic:// upstream.
     #[arg(long)]
     quic_requests: bool,
+    /// Allow ws:// and http:// listeners on non-loopback addresses (unencrypted).
+    #[arg(long)]
+    insecure: bool,
     /// TLS certificate chain (PEM) for wss://, https:// and quic:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -60,6 +63,7 @@ pub(crate) async fn run(args: BridgeArgs) -> Result<(), String> {
         tls: args.tls_cert.zip(args.tls_key),
         allowed_uids: None,
         param_headers: None,
+        insecure: args.insecure,
     };
     let on_connection: OnConnection = Arc::new(move |downstream| {
         let span = tracing::info_span!("bridge", peer = %downstream.peer.address, upstream = %connector.describe());

@@ -19,6 +19,9 @@ pub(crate) struct GatewayArgs {
     /// On SIGINT/SIGTERM, how long in-flight calls may take to finish, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     drain_timeout: u64,
+    /// Allow ws:// and http:// listeners on non-loopback addresses (unencrypted).
+    #[arg(long)]
+    insecure: bool,
     /// TLS certificate chain (PEM) for wss://, https:// and quic:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -34,6 +37,9 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), String> {
         .iter()
         .map(|url| Endpoint::parse(url).map_err(|e| format!("{}: listen: {e}", args.config.display())))
         .collect::<Result<Vec<_>, _>>()?;
+    for endpoint in &endpoints {
+        crate::serve::check_plaintext(endpoint, args.insecure)?;
+    }
     if endpoints.is_empty() {
         return Err(format!("{}: `listen` names no endpoint to serve on", args.config.display()));
     }
@@ -49,6 +55,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), String> {
         tls: args.tls_cert.zip(args.tls_key),
         allowed_uids: None,
         param_headers: None,
+        insecure: args.insecure,
     };
     let serving = gateway.clone();
     let on_connection: OnConnection = Arc::new(move |transport| {

@@ -45,6 +45,9 @@ pub(crate) struct ServeArgs {
     /// Accept Unix-socket peers only with this uid (repeatable). Default: any uid.
     #[arg(long = "allow-uid", value_name = "UID")]
     allow_uids: Vec<u32>,
+    /// Allow ws:// and http:// listeners on non-loopback addresses (unencrypted).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +93,30 @@ pub(crate) struct ListenSettings {
     pub(crate) allowed_uids: Option<Vec<u32>>,
     /// Tool arguments mirrored into HTTP headers (2026-07-28 `Mcp-Param-*`).
     pub(crate) param_headers: Option<ParamHeaderLookup>,
+    /// Allow plaintext ws:// and http:// listeners on addresses other than loopback.
+    pub(crate) insecure: bool,
+}
+
+/// Refuses a plaintext (`ws://`, `http://`) listener bound beyond loopback unless `insecure`:
+/// anyone on the network could read and alter its traffic.
+pub(crate) fn check_plaintext(endpoint: &Endpoint, insecure: bool) -> Result<(), String> {
+    let url = match endpoint {
+        Endpoint::Ws(url) if url.starts_with("ws://") => url,
+        Endpoint::Http(url) if url.starts_with("http://") => url,
+        _ => return Ok(()),
+    };
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+    if loopback || insecure {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url}: a plaintext listener beyond loopback; use wss:// or https:// with --tls-cert and --tls-key, \
+             or pass --insecure to serve it unencrypted (for example behind a TLS-terminating proxy)"
+        ))
+    }
 }
 
 /// What to do with each accepted connection: start serving it, and return a future that ends
@@ -110,6 +137,9 @@ pub(crate) async fn listen_all(
 ) -> Result<JoinSet<Result<(), String>>, String> {
     let limits = settings.limits;
     let tls = settings.tls.as_ref();
+    for endpoint in &endpoints {
+        check_plaintext(endpoint, settings.insecure)?;
+    }
     let mut tasks = JoinSet::new();
     for endpoint in endpoints {
         let on = on_connection.clone();
@@ -207,6 +237,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         tls: args.tls_cert.zip(args.tls_key),
         allowed_uids: (!args.allow_uids.is_empty()).then_some(args.allow_uids),
         param_headers: Some(param_headers),
+        insecure: args.insecure,
     };
     let on_connection: OnConnection = Arc::new(move |transport| {
         Some(until_closed(ServerSession::serve(app.clone(), transport, PeerConfig::default())))
@@ -263,4 +294,23 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_listeners_stay_on_loopback_unless_insecure() {
+        let ep = |s: &str| Endpoint::parse(s).unwrap();
+        for ok in ["ws://127.0.0.1:0/mcp", "http://localhost:8080/mcp", "http://[::1]:0/mcp", "wss://0.0.0.0:1/mcp"] {
+            assert!(check_plaintext(&ep(ok), false).is_ok(), "{ok}");
+        }
+        for refused in ["ws://0.0.0.0:0/mcp", "http://10.0.0.5:80/mcp", "http://example.com/mcp"] {
+            let err = check_plaintext(&ep(refused), false).unwrap_err();
+            assert!(err.contains("--insecure"), "{err}");
+            assert!(check_plaintext(&ep(refused), true).is_ok());
+        }
+        assert!(check_plaintext(&ep("quic://0.0.0.0:0"), false).is_ok(), "QUIC is always encrypted");
+    }
 }

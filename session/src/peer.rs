@@ -271,7 +271,8 @@ impl Peer {
     }
 
     /// Ends the session: pending requests fail with [`SessionError::Closed`], requests being
-    /// served are cancelled, and the sending half is closed.
+    /// served are cancelled, and the sending half is closed (in the background on the current
+    /// runtime; outside any runtime the sending half closes when its last handle is dropped).
     pub fn shutdown(&self) {
         self.shared.closed.cancel();
         lock(&self.shared.pending).clear();
@@ -279,8 +280,9 @@ impl Peer {
         for (_, token) in lock(&self.shared.inflight).drain() {
             token.cancel();
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let sender = self.shared.sender.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             if let Err(e) = sender.close(CLOSE_DEADLINE).await {
                 tracing::debug!(error = %e, "closing the sending half failed");
             }

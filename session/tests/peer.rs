@@ -468,3 +468,20 @@ async fn a_request_that_could_not_be_sent_is_not_cancelled_on_the_wire() {
     })
     .await
 }
+
+#[test]
+fn shutting_down_outside_a_runtime_does_not_panic() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (client, server) = runtime.block_on(async {
+        let (handler, _contexts) = never_answers();
+        let (client, server) = connected(handler);
+        let echoed: Value = client.request("echo", &json!({ "x": 1 })).await.unwrap();
+        assert_eq!(echoed["echo"]["x"], 1);
+        (client, server)
+    });
+    // No runtime is current here: ending the session must not need one.
+    client.shutdown();
+    server.shutdown();
+    drop((client, server));
+    drop(runtime);
+}
