@@ -57,7 +57,13 @@ impl LossyLink {
         ];
         for step in steps {
             // On failure `link` is dropped, which removes whatever was created.
-            run(&step)?;
+            run(&step).map_err(|e| {
+                if e.contains("qdisc kind is unknown") {
+                    format!("this kernel has no netem queueing discipline (sch_netem): {e}")
+                } else {
+                    e
+                }
+            })?;
         }
         Ok(link)
     }
