@@ -15,7 +15,7 @@ use mcp_transport_core::{Codec, Limits, PeerInfo};
 
 #[tokio::main]
 async fn main() {
-    let peer = PeerInfo { address: "stdio:".into(), credentials: None };
+    let peer = PeerInfo::new("stdio:");
     let transport = from_io(tokio::io::stdin(), tokio::io::stdout(), Codec::lines(), Limits::default(), peer);
     let session = ServerSession::serve(Arc::new(ReferenceServer::new()), transport, PeerConfig::default());
     session.closed().await;

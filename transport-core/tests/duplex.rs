@@ -9,7 +9,7 @@ fn stream_pair(codec: Codec, limits: Limits) -> (Transport, Transport) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     let (ar, aw) = tokio::io::split(a);
     let (br, bw) = tokio::io::split(b);
-    let peer = PeerInfo { address: "duplex".into(), credentials: None };
+    let peer = PeerInfo::new("duplex");
     (from_io(ar, aw, codec.clone(), limits, peer.clone()), from_io(br, bw, codec, limits, peer))
 }
 
@@ -31,7 +31,7 @@ macro_rules! suite_for {
                         let framing = codec.framing();
                         let (a, b) = tokio::io::duplex(64 * 1024);
                         let (br, bw) = tokio::io::split(b);
-                        let peer = PeerInfo { address: "duplex".into(), credentials: None };
+                        let peer = PeerInfo::new("duplex");
                         let server = from_io(br, bw, codec, limits, peer);
                         Some((Box::new(StreamRawPeer::new(a, framing)) as Box<dyn RawPeer>, server))
                     })

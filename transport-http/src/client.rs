@@ -138,7 +138,7 @@ pub async fn connect(url: &str, config: HttpClientConfig) -> Result<Transport, E
     Ok(Transport {
         sender: Sender::new(Arc::new(ClientOutbound(shared))),
         receiver: Receiver::new(Box::new(rx)),
-        peer: PeerInfo { address: url.to_owned(), credentials: None },
+        peer: PeerInfo::new(url),
     })
 }
 

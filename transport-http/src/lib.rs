@@ -27,6 +27,16 @@
 //! -32600). A listener bound to a loopback address accepts only `localhost`, `127.0.0.1` and
 //! `[::1]` hosts (with the bound port) and, by default, only origins on those hosts.
 //!
+//! **Bearer tokens**: the token of a request's `Authorization: Bearer <token>` header (scheme
+//! case-insensitive) is the transport's
+//! [`PeerInfo::bearer_token`](mcp_transport_core::PeerInfo::bearer_token): for a 2025 session
+//! the token of the `initialize` POST that created it, for a 2026-07-28 request its own. A
+//! later POST, GET or DELETE of a session whose token differs from the session's (another
+//! token, or one missing or added) gets `401` with a JSON-RPC error (-32600) and
+//! `WWW-Authenticate: Bearer`, so a leaked session id is useless without the token. When
+//! [`HttpServerConfig::authorize`] returns `false` for the token (or its absence), the
+//! `initialize` POST or the 2026-07-28 request gets the same `401` and no transport is made.
+//!
 //! **Which generation**: a POST whose `MCP-Protocol-Version` header is present and is not a
 //! 2025 version (`2025-11-25`, `2025-06-18`, `2025-03-26`) is served statelessly (2026-07-28);
 //! every other request belongs to the 2025 session machinery. [`Generations`] turns either off.
@@ -132,7 +142,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_transport_core::Limits;
+use mcp_transport_core::{Authorize, Limits};
 
 pub use client::connect;
 pub use server::HttpListener;
@@ -152,7 +162,7 @@ pub enum Generations {
 }
 
 /// Listener settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpServerConfig {
     /// The MCP endpoint path (default `/mcp`); other paths get `404`.
     pub path: String,
@@ -194,6 +204,36 @@ pub struct HttpServerConfig {
     /// annotations), checked on 2026-07-28 `tools/call` requests; `None` (the default) checks
     /// none.
     pub param_headers: Option<ParamHeaderLookup>,
+    /// The application's check of a client's bearer token (`None`: no `Authorization: Bearer`
+    /// header), called before a 2025 session is created (on its `initialize` POST) and before
+    /// each 2026-07-28 request becomes a transport; `false` answers `401` with
+    /// `WWW-Authenticate: Bearer` and a JSON-RPC error, and nothing is created. Later requests
+    /// of a session are not asked again: they must present the session's token instead.
+    /// `None` (the default) admits every client.
+    pub authorize: Option<Authorize>,
+}
+
+impl std::fmt::Debug for HttpServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServerConfig")
+            .field("path", &self.path)
+            .field("limits", &self.limits)
+            .field("generations", &self.generations)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("tls", &self.tls)
+            .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_connections", &self.max_connections)
+            .field("sse_retry", &self.sse_retry)
+            .field("stream_backlog", &self.stream_backlog)
+            .field("replay_messages", &self.replay_messages)
+            .field("replay_bytes", &self.replay_bytes)
+            .field("http2_max_streams", &self.http2_max_streams)
+            .field("param_headers", &self.param_headers)
+            .field("authorize", &self.authorize.is_some())
+            .finish()
+    }
 }
 
 /// One tool argument that clients mirror into an `Mcp-Param-{header}` header.
@@ -253,6 +293,7 @@ impl Default for HttpServerConfig {
             replay_bytes: 4 * 1024 * 1024,
             http2_max_streams: 256,
             param_headers: None,
+            authorize: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use mcp_transport_core::message::to_raw;
 use mcp_transport_core::transport::with_related_request;
 use mcp_transport_core::{
-    Error, ErrorObject, Id, Incoming, Limits, Message, Notification, Request, Response, Transport,
+    BearerToken, Error, ErrorObject, Id, Incoming, Limits, Message, Notification, Request, Response, Transport,
 };
 use mcp_transport_http::{
     ClientTls, Generations, HttpClientConfig, HttpListener, HttpServerConfig, ParamHeader, ParamHeaderLookup,
@@ -1111,4 +1111,181 @@ mod session {
             assert_eq!(err.rpc_error().map(|e| e.code), Some(-32601), "{generation:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------- bearer tokens
+
+/// Starts a raw 2025 session whose requests carry `auth` (extra headers such as
+/// `Authorization`); returns the session id and the server's transport, past the handshake.
+async fn session_with_auth(listener: &HttpListener, client: &Raw, auth: &[(&str, &str)]) -> (String, Transport) {
+    let url = listener.url();
+    let client_side = async {
+        let reply = post(client, &url, auth, initialize_body("2025-11-25")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let sid = reply.headers.get("mcp-session-id").expect("session id").to_str().expect("ascii").to_owned();
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+        let mut headers = vec![("mcp-session-id", sid.as_str())];
+        headers.extend_from_slice(auth);
+        assert_eq!(post(client, &url, &headers, note).await.status, StatusCode::ACCEPTED);
+        sid
+    };
+    let server = async {
+        let mut t = step("accept", listener.accept()).await.expect("accept");
+        let Some(Ok(Incoming::Message(Message::Request(init)))) = step("initialize", t.receiver.recv()).await else {
+            panic!("expected initialize")
+        };
+        let result =
+            json!({"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "s", "version": "0"}});
+        t.sender.send(Response::success(init.id, to_raw(&result).expect("raw"))).await.expect("send");
+        let initialized = step("initialized", t.receiver.recv()).await;
+        assert!(matches!(initialized, Some(Ok(Incoming::Message(Message::Notification(_))))));
+        t
+    };
+    tokio::join!(client_side, server)
+}
+
+fn token_of(t: &Transport) -> Option<&str> {
+    t.peer.bearer_token.as_ref().map(|t| t.as_str())
+}
+
+fn assert_unauthorized(reply: &Reply, id: Value) {
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", String::from_utf8_lossy(&reply.body));
+    let challenge = reply.headers.get("www-authenticate").expect("WWW-Authenticate").to_str().expect("ascii");
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    assert_eq!(reply.error_code(), -32600);
+    assert_eq!(reply.json()["id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_carries_its_initialize_token_and_refuses_any_other() {
+    let listener = listen(HttpServerConfig::default()).await;
+    let url = listener.url();
+    let c = raw();
+    let mine = ("authorization", "Bearer token-of-alice");
+    let (sid, mut server) = session_with_auth(&listener, &c, &[mine]).await;
+    assert_eq!(token_of(&server), Some("token-of-alice"));
+    assert!(!format!("{:?}", server.peer).contains("token-of-alice"), "Debug must not print the token");
+
+    // The session id with another token, or with none, gets nowhere.
+    let request = r#"{"jsonrpc":"2.0","id":5,"method":"echo","params":{}}"#;
+    for auth in [&[("authorization", "Bearer token-of-mallory")][..], &[("authorization", "Basic YTpi")], &[]] {
+        let mut headers = vec![("mcp-session-id", sid.as_str())];
+        headers.extend_from_slice(auth);
+        assert_unauthorized(&post(&c, &url, &headers, request).await, json!(5));
+        headers.push(("accept", "text/event-stream"));
+        assert_unauthorized(&call(&c, Method::GET, &url, &headers, "").await, Value::Null);
+        assert_unauthorized(&call(&c, Method::DELETE, &url, &headers, "").await, Value::Null);
+    }
+    assert_eq!(listener.session_count(), 1, "refused requests do not touch the session");
+
+    // The same token (scheme in another case) is the same client: the request arrives.
+    let same = ("authorization", "bearer token-of-alice");
+    let headers = [("mcp-session-id", sid.as_str()), same];
+    let (reply, received) = tokio::join!(post(&c, &url, &headers, request), async {
+        let Some(Ok(Incoming::Message(Message::Request(req)))) = step("request", server.receiver.recv()).await else {
+            panic!("expected the request")
+        };
+        server.sender.send(Response::success(req.id.clone(), to_raw(&json!({})).expect("raw"))).await.expect("send");
+        req.id
+    });
+    assert_eq!((reply.status, received), (StatusCode::OK, Id::Number(5)));
+    let reply = call(&c, Method::DELETE, &url, &[("mcp-session-id", sid.as_str()), mine], "").await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(listener.session_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_a_token_refuses_requests_that_add_one() {
+    let listener = listen(HttpServerConfig::default()).await;
+    let url = listener.url();
+    let c = raw();
+    let (sid, mut server) = session_with_auth(&listener, &c, &[]).await;
+    assert_eq!(token_of(&server), None);
+    let headers = [("mcp-session-id", sid.as_str()), ("authorization", "Bearer late-token")];
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/progress"}).to_string();
+    assert_unauthorized(&post(&c, &url, &headers, note.clone()).await, Value::Null);
+    // Both absent is fine: the notification reaches the session (the first it receives).
+    let headers = [("mcp-session-id", sid.as_str())];
+    let (reply, received) = tokio::join!(post(&c, &url, &headers, note), step("recv", server.receiver.recv()));
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let Some(Ok(Incoming::Message(Message::Notification(n)))) = received else { panic!("{received:?}") };
+    assert_eq!(n.method, "notifications/progress");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorize_hook_refuses_before_any_session_or_transport_exists() {
+    let authorize: mcp_transport_core::Authorize =
+        std::sync::Arc::new(|t: Option<&BearerToken>| t.is_some_and(|t| t.as_str() == "good"));
+    let listener = listen(HttpServerConfig { authorize: Some(authorize), ..HttpServerConfig::default() }).await;
+    let url = listener.url();
+    let c = raw();
+    let reply = post(&c, &url, &[], initialize_body("2025-11-25")).await;
+    assert_unauthorized(&reply, json!(1));
+    assert!(!reply.headers["www-authenticate"].to_str().expect("ascii").contains("invalid_token"));
+    let reply = post(&c, &url, &[("authorization", "Bearer bad")], initialize_body("2025-11-25")).await;
+    assert_unauthorized(&reply, json!(1));
+    assert!(reply.headers["www-authenticate"].to_str().expect("ascii").contains("invalid_token"));
+    assert!(reply.headers.get("mcp-session-id").is_none());
+    // 2026-07-28 requests and notifications are asked too.
+    let v = ("mcp-protocol-version", "2026-07-28");
+    let modern = modern_request(2, "tools/list", json!({}));
+    let reply = post(&c, &url, &[v, ("mcp-method", "tools/list"), ("authorization", "Bearer bad")], modern).await;
+    assert_unauthorized(&reply, json!(2));
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}).to_string();
+    assert_unauthorized(&post(&c, &url, &[v], note).await, Value::Null);
+    assert_eq!(listener.session_count(), 0, "no session was created");
+
+    // The first transport the listener hands out is the authorized one: nothing was queued
+    // for the refused requests.
+    let (sid, server) = session_with_auth(&listener, &c, &[("authorization", "Bearer good")]).await;
+    assert_eq!((token_of(&server), listener.session_count()), (Some("good"), 1));
+    assert_eq!(sid.len(), 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_requests_carry_their_own_tokens() {
+    let listener = listen(HttpServerConfig::default()).await;
+    let url = listener.url();
+    // Each transport answers with the token it carries.
+    let server = tokio::spawn(async move {
+        let mut notified = None;
+        while let Ok(mut t) = listener.accept().await {
+            match step("recv", t.receiver.recv()).await {
+                Some(Ok(Incoming::Message(Message::Request(req)))) => {
+                    let token = token_of(&t).map(str::to_owned);
+                    let result = to_raw(&json!({ "token": token })).expect("raw");
+                    tokio::spawn(async move { t.sender.send(Response::success(req.id, result)).await });
+                }
+                Some(Ok(Incoming::Message(Message::Notification(_)))) => {
+                    notified = Some(token_of(&t).map(str::to_owned));
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        notified
+    });
+    let c = raw();
+    let ask = |id: i64, token: Option<&'static str>| {
+        let (c, url) = (c.clone(), url.clone());
+        async move {
+            let auth = token.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")];
+            if let Some(a) = &auth {
+                headers.push(("authorization", a.as_str()));
+            }
+            let reply = post(&c, &url, &headers, modern_request(id, "tools/list", json!({}))).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            reply.json()["result"]["token"].clone()
+        }
+    };
+    // Concurrent requests of different clients, on one connection pool.
+    let (a, b, none, a_again) =
+        tokio::join!(ask(1, Some("alice")), ask(2, Some("bob")), ask(3, None), ask(4, Some("alice")));
+    assert_eq!((a, b, none, a_again), (json!("alice"), json!("bob"), Value::Null, json!("alice")));
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}).to_string();
+    let headers = [("mcp-protocol-version", "2026-07-28"), ("authorization", "Bearer carol")];
+    assert_eq!(post(&c, &url, &headers, note).await.status, StatusCode::ACCEPTED);
+    let notified = step("server", server).await.expect("server task");
+    assert_eq!(notified, Some(Some("carol".to_owned())));
 }

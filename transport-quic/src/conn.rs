@@ -305,5 +305,5 @@ pub(crate) fn refuse_extra_streams(conn: quinn::Connection, span: Span) {
 
 /// Describes the peer of a connection.
 pub(crate) fn peer_info(conn: &quinn::Connection) -> PeerInfo {
-    PeerInfo { address: conn.remote_address().to_string(), credentials: None }
+    PeerInfo::new(conn.remote_address().to_string())
 }

@@ -329,7 +329,7 @@ pub fn spawn(config: ChildConfig) -> Result<StdioChild, Error> {
     });
     let reader = ChildStdoutReader { out: stdout, exited: exit.wait_owned(), exit_seen: false };
     let writer = ChildStdinWriter { slot: slot.clone() };
-    let peer = PeerInfo { address: format!("stdio:pid={pid}"), credentials: None };
+    let peer = PeerInfo::new(format!("stdio:pid={pid}"));
     let transport = from_io(reader, writer, Codec::lines(), config.limits, peer);
     let receiver = Receiver::new(Box::new(ChildInbound {
         inner: transport.receiver,

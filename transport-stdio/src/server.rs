@@ -47,7 +47,7 @@ pub fn stdio_transport(config: StdioConfig) -> Transport {
     // Entered so that the transport's writer task runs inside this span.
     let _entered = span.enter();
     tracing::debug!("serving MCP on stdin/stdout");
-    let peer = PeerInfo { address: "stdio:".into(), credentials: None };
+    let peer = PeerInfo::new("stdio:");
     from_io(read, write, Codec::lines(), config.limits, peer)
 }
 

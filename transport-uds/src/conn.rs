@@ -71,7 +71,7 @@ pub(crate) fn build(
     let (read, write) = stream.into_split();
     let read = TracedRead { inner: read, guard: guard.clone(), eof_seen: false };
     let write = TracedWrite { inner: write, guard };
-    let peer = PeerInfo { address, credentials };
+    let peer = PeerInfo::new(address).with_credentials(credentials);
     from_io(read, write, config.codec.clone(), config.limits, peer)
 }
 

@@ -48,7 +48,7 @@ async fn connect_inner(url: &WsUrl, config: &WsClientConfig) -> Result<Transport
         addr: addr.clone(),
         source,
     })?;
-    let info = PeerInfo { address: remote.to_string(), credentials: None };
+    let info = PeerInfo::new(remote.to_string());
     let request = ClientRequest {
         url,
         format: config.format,

@@ -14,6 +14,8 @@ use bytes::BytesMut;
 use sha1::Digest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use mcp_transport_core::{Authorize, BearerToken};
+
 use crate::url::{WsUrl, path_of};
 use crate::{Error, OriginPolicy, SUBPROTOCOL, SUBPROTOCOL_MSGPACK, WireFormat};
 
@@ -33,7 +35,7 @@ pub(crate) fn accept_key(key: &[u8]) -> String {
 }
 
 /// What the server checks at the upgrade.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ServerPolicy {
     /// The only path served, or any path.
     pub(crate) path: Option<String>,
@@ -42,6 +44,29 @@ pub(crate) struct ServerPolicy {
     pub(crate) token_digest: Option<[u8; 32]>,
     pub(crate) require_subprotocol: bool,
     pub(crate) msgpack: bool,
+    /// The application's check of the presented bearer token, after the shared-token check.
+    pub(crate) authorize: Option<Authorize>,
+}
+
+impl std::fmt::Debug for ServerPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerPolicy")
+            .field("path", &self.path)
+            .field("origins", &self.origins)
+            .field("token_digest", &self.token_digest.map(|_| "<redacted>"))
+            .field("require_subprotocol", &self.require_subprotocol)
+            .field("msgpack", &self.msgpack)
+            .field("authorize", &self.authorize.is_some())
+            .finish()
+    }
+}
+
+/// What a successful upgrade yields: the wire format, the bytes that followed the request head,
+/// and the bearer token the client presented.
+pub(crate) struct Upgraded {
+    pub(crate) format: WireFormat,
+    pub(crate) leftover: BytesMut,
+    pub(crate) bearer_token: Option<BearerToken>,
 }
 
 /// An HTTP answer other than 101.
@@ -211,8 +236,12 @@ fn origin_allowed(policy: &OriginPolicy, origin: &str) -> bool {
     }
 }
 
-/// The outcome of checking a request head: the format and the 101 response, or a refusal.
-fn check_request(req: &httparse::Request<'_, '_>, policy: &ServerPolicy) -> Result<(WireFormat, Vec<u8>), Refusal> {
+/// What an accepted request head yields: the format, the 101 response and the presented token.
+type Accepted = (WireFormat, Vec<u8>, Option<BearerToken>);
+
+/// The outcome of checking a request head: the format, the 101 response and the presented
+/// bearer token, or a refusal.
+fn check_request(req: &httparse::Request<'_, '_>, policy: &ServerPolicy) -> Result<Accepted, Refusal> {
     let headers: &[httparse::Header<'_>] = req.headers;
     if req.method != Some("GET") {
         return Err(Refusal::new(405, "a WebSocket upgrade must use GET").with_header("Allow", "GET"));
@@ -267,6 +296,16 @@ fn check_request(req: &httparse::Request<'_, '_>, policy: &ServerPolicy) -> Resu
             Some(_) => {}
         }
     }
+    let bearer_token = values(headers, "authorization").next().and_then(BearerToken::from_header_bytes);
+    if let Some(authorize) = &policy.authorize
+        && !authorize(bearer_token.as_ref())
+    {
+        let (detail, challenge) = match bearer_token {
+            None => ("this endpoint needs a bearer token (send Authorization: Bearer <token>)", "Bearer realm=\"mcp\""),
+            Some(_) => ("the bearer token is not authorized here", "Bearer realm=\"mcp\", error=\"invalid_token\""),
+        };
+        return Err(Refusal::new(401, detail).with_header("WWW-Authenticate", challenge));
+    }
     let offered = tokens(headers, "sec-websocket-protocol");
     let chosen = offered.iter().find_map(|p| match *p {
         SUBPROTOCOL => Some(WireFormat::Json),
@@ -304,15 +343,15 @@ fn check_request(req: &httparse::Request<'_, '_>, policy: &ServerPolicy) -> Resu
         response.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", f.subprotocol()));
     }
     response.push_str("\r\n");
-    Ok((format.unwrap_or(WireFormat::Json), response.into_bytes()))
+    Ok((format.unwrap_or(WireFormat::Json), response.into_bytes(), bearer_token))
 }
 
-/// Runs the server side of the handshake on a connected stream; returns the negotiated format
-/// and any bytes that followed the request head.
+/// Runs the server side of the handshake on a connected stream; returns the negotiated format,
+/// any bytes that followed the request head and the client's bearer token.
 pub(crate) async fn server_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     policy: &ServerPolicy,
-) -> Result<(WireFormat, BytesMut), ServerFailure> {
+) -> Result<Upgraded, ServerFailure> {
     let mut buf = BytesMut::with_capacity(1024);
     let outcome = match read_head(io, &mut buf, true).await {
         Ok(n) => {
@@ -331,11 +370,11 @@ pub(crate) async fn server_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         Err(HeadError::Malformed(e)) => Err(Refusal::new(400, format!("malformed HTTP request: {e}"))),
     };
     match outcome {
-        Ok(((format, response), n)) => {
+        Ok(((format, response, bearer_token), n)) => {
             io.write_all(&response).await.map_err(ServerFailure::Io)?;
             io.flush().await.map_err(ServerFailure::Io)?;
             let _ = buf.split_to(n);
-            Ok((format, buf))
+            Ok(Upgraded { format, leftover: buf, bearer_token })
         }
         Err(refusal) => {
             // Best effort: the client may already be gone.

@@ -51,6 +51,7 @@
 //! | `Sec-WebSocket-Key` missing or not 16 bytes of base64 | 400 |
 //! | `Origin` present and not allowed by [`WsConfig::allowed_origins`] | 403 |
 //! | [`WsConfig::bearer_token`] set and no or another `Authorization: Bearer` token | 401 with `WWW-Authenticate: Bearer realm="mcp"` |
+//! | [`WsConfig::authorize`] set and returning `false` for the presented token (or none) | 401 with `WWW-Authenticate: Bearer realm="mcp"` |
 //! | subprotocols offered, none of them ours | 400 |
 //! | no subprotocol offered and [`WsConfig::require_subprotocol`] | 400 |
 //!
@@ -156,7 +157,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_transport_core::Limits;
+use mcp_transport_core::{Authorize, Limits};
 
 pub use client::connect;
 pub use frame::close_code;
@@ -220,6 +221,12 @@ pub struct WsConfig {
     /// A bearer token every client must present (`Authorization: Bearer <token>`); `None`
     /// (the default) asks for none.
     pub bearer_token: Option<String>,
+    /// The application's check of each client's bearer token (`None`: no `Authorization:
+    /// Bearer` header), run at the upgrade after [`WsConfig::bearer_token`]; `false` answers 401
+    /// with `WWW-Authenticate: Bearer`. `None` (the default) accepts every client. Either way
+    /// the accepted transport's [`PeerInfo::bearer_token`](mcp_transport_core::PeerInfo::bearer_token)
+    /// carries the token.
+    pub authorize: Option<Authorize>,
     /// Refuse (400) clients that offer no subprotocol instead of speaking `mcp` to them
     /// (default `false`).
     pub require_subprotocol: bool,
@@ -248,6 +255,7 @@ impl Default for WsConfig {
             tls: None,
             allowed_origins: OriginPolicy::Loopback,
             bearer_token: None,
+            authorize: None,
             require_subprotocol: false,
             msgpack: true,
             handshake_timeout: Duration::from_secs(10),
@@ -267,6 +275,7 @@ impl std::fmt::Debug for WsConfig {
             .field("tls", &self.tls.is_some())
             .field("allowed_origins", &self.allowed_origins)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
+            .field("authorize", &self.authorize.is_some())
             .field("require_subprotocol", &self.require_subprotocol)
             .field("msgpack", &self.msgpack)
             .field("handshake_timeout", &self.handshake_timeout)

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::conn::{ConnParams, build};
 use crate::frame::Role;
-use crate::handshake::{ServerFailure, ServerPolicy, server_upgrade, token_digest};
+use crate::handshake::{ServerFailure, ServerPolicy, Upgraded, server_upgrade, token_digest};
 use crate::url::WsUrl;
 use crate::{Error, WsConfig};
 
@@ -118,6 +118,7 @@ impl WsListener {
             token_digest: config.bearer_token.as_deref().map(token_digest),
             require_subprotocol: config.require_subprotocol,
             msgpack: config.msgpack,
+            authorize: config.authorize.clone(),
         };
         let tls = config.tls.clone().map(TlsAcceptor::from);
         let ctx = Arc::new(ServerCtx { policy, tls, config });
@@ -140,7 +141,8 @@ impl WsListener {
     }
 
     /// Waits for the next upgraded connection and returns its transport. Its
-    /// [`PeerInfo::address`] is the client's socket address.
+    /// [`PeerInfo::address`] is the client's socket address and its [`PeerInfo::bearer_token`]
+    /// the token of the upgrade request's `Authorization: Bearer` header, if any.
     ///
     /// Cancel-safe: dropping the future loses no connection. Several tasks may accept at once.
     pub async fn accept(&self) -> Result<Transport, Error> {
@@ -212,7 +214,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) -> Resu
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let info = PeerInfo { address: peer.to_string(), credentials: None };
+    let info = |bearer_token| PeerInfo::new(peer.to_string()).with_bearer_token(bearer_token);
     let params = |format| ConnParams {
         role: Role::Server,
         format,
@@ -225,17 +227,19 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) -> Resu
     match &ctx.tls {
         None => {
             let mut stream = stream;
-            let (format, leftover) = server_upgrade(&mut stream, &ctx.policy).await.map_err(Failure::Server)?;
-            tracing::debug!(subprotocol = format.subprotocol(), "upgraded");
+            let Upgraded { format, leftover, bearer_token } =
+                server_upgrade(&mut stream, &ctx.policy).await.map_err(Failure::Server)?;
+            tracing::debug!(subprotocol = format.subprotocol(), bearer = bearer_token.is_some(), "upgraded");
             let (read, write) = stream.into_split();
-            Ok(build(read, write, leftover, params(format), info))
+            Ok(build(read, write, leftover, params(format), info(bearer_token)))
         }
         Some(acceptor) => {
             let mut tls = acceptor.accept(stream).await.map_err(Failure::Tls)?;
-            let (format, leftover) = server_upgrade(&mut tls, &ctx.policy).await.map_err(Failure::Server)?;
-            tracing::debug!(subprotocol = format.subprotocol(), "upgraded");
+            let Upgraded { format, leftover, bearer_token } =
+                server_upgrade(&mut tls, &ctx.policy).await.map_err(Failure::Server)?;
+            tracing::debug!(subprotocol = format.subprotocol(), bearer = bearer_token.is_some(), "upgraded");
             let (read, write) = tokio::io::split(tls);
-            Ok(build(read, write, leftover, params(format), info))
+            Ok(build(read, write, leftover, params(format), info(bearer_token)))
         }
     }
 }

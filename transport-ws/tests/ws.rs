@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use mcp_transport_core::message::to_raw;
-use mcp_transport_core::{Error as CoreError, Id, Incoming, Limits, Message, Request, Response, Transport};
+use mcp_transport_core::{
+    BearerToken, Error as CoreError, Id, Incoming, Limits, Message, Request, Response, Transport,
+};
 use mcp_transport_ws::{
     ClientTls, Error, OriginPolicy, WireFormat, WsClientConfig, WsConfig, WsListener, close_code, connect,
 };
@@ -417,6 +419,57 @@ async fn bearer_token_is_checked_before_upgrading() {
     assert!(head.starts_with("HTTP/1.1 401") && head.contains("WWW-Authenticate: Bearer"), "{head}");
     let right = WsClientConfig { bearer_token: Some("s3cret-token".into()), ..WsClientConfig::default() };
     guard("right token", still_serves(&listener, &right)).await;
+}
+
+#[tokio::test]
+async fn accepted_transport_carries_the_bearer_token() {
+    let listener = bind(WsConfig::default()).await;
+    let with = WsClientConfig { bearer_token: Some("client-a-token".into()), ..WsClientConfig::default() };
+    let (client, server) =
+        guard("upgrade", async { tokio::join!(connect(listener.url(), &with), listener.accept()) }).await;
+    let (_client, server) = (client.expect("connect"), server.expect("accept"));
+    let token = server.peer.bearer_token.as_ref().expect("the upgrade carried a bearer token");
+    assert_eq!(token.as_str(), "client-a-token");
+    assert!(!format!("{:?}", server.peer).contains("client-a-token"), "Debug must not print the token");
+
+    let without = WsClientConfig::default();
+    let (client, server) =
+        guard("upgrade", async { tokio::join!(connect(listener.url(), &without), listener.accept()) }).await;
+    let (_client, server) = (client.expect("connect"), server.expect("accept"));
+    assert_eq!(server.peer.bearer_token, None, "no Authorization header, no token");
+
+    // Another scheme is not a bearer token; the scheme name is case-insensitive.
+    let mut tcp = raw_tcp(&listener).await;
+    let (head, _) = upgrade(&mut tcp, "/mcp", "Authorization: Basic Zm9vOmJhcg==\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(guard("accept", listener.accept()).await.expect("accept").peer.bearer_token, None);
+    let mut tcp = raw_tcp(&listener).await;
+    let (head, _) = upgrade(&mut tcp, "/mcp", "Authorization: bEaReR   spaced-token  \r\n").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let server = guard("accept", listener.accept()).await.expect("accept");
+    assert_eq!(server.peer.bearer_token.as_ref().map(|t| t.as_str()), Some("spaced-token"));
+}
+
+#[tokio::test]
+async fn authorize_hook_refuses_before_upgrading() {
+    let authorize: mcp_transport_core::Authorize =
+        std::sync::Arc::new(|t: Option<&BearerToken>| t.is_some_and(|t| t.as_str() == "good"));
+    let listener = bind(WsConfig { authorize: Some(authorize), ..WsConfig::default() }).await;
+    for token in [None, Some("bad")] {
+        let config = WsClientConfig { bearer_token: token.map(Into::into), ..WsClientConfig::default() };
+        match connect(listener.url(), &config).await {
+            Err(Error::Rejected { status: 401, .. }) => {}
+            other => panic!("token {token:?}: expected 401, got {other:?}"),
+        }
+    }
+    let mut tcp = raw_tcp(&listener).await;
+    let (head, _) = upgrade(&mut tcp, "/mcp", "").await;
+    assert!(head.starts_with("HTTP/1.1 401") && head.contains("WWW-Authenticate: Bearer"), "{head}");
+    let good = WsClientConfig { bearer_token: Some("good".into()), ..WsClientConfig::default() };
+    let (client, server) =
+        guard("upgrade", async { tokio::join!(connect(listener.url(), &good), listener.accept()) }).await;
+    client.expect("the authorized client connects");
+    assert_eq!(server.expect("accept").peer.bearer_token.as_ref().map(|t| t.as_str()), Some("good"));
 }
 
 #[tokio::test]

@@ -101,13 +101,7 @@ impl Wire {
 pub fn duplex_transport() -> (Transport, Wire) {
     let (ours, theirs) = tokio::io::duplex(256 * 1024);
     let (read, write) = tokio::io::split(ours);
-    let transport = from_io(
-        read,
-        write,
-        Codec::lines(),
-        Limits::default(),
-        PeerInfo { address: "duplex".into(), credentials: None },
-    );
+    let transport = from_io(read, write, Codec::lines(), Limits::default(), PeerInfo::new("duplex"));
     let (read, write) = tokio::io::split(theirs);
     (transport, Wire { lines: BufReader::new(read).lines(), write })
 }

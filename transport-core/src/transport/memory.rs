@@ -23,7 +23,7 @@ pub fn memory_pair(limits: Limits) -> (Transport, Transport) {
             limit: limits.max_message_size,
         })),
         receiver: Receiver::new(Box::new(MemoryInbound { rx })),
-        peer: PeerInfo { address: "memory".into(), credentials: None },
+        peer: PeerInfo::new("memory"),
     };
     (make(a_tx, b_rx), make(b_tx, a_rx))
 }

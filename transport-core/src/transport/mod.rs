@@ -13,6 +13,7 @@ mod related;
 mod sink;
 mod stream;
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,13 +64,109 @@ pub struct PeerCredentials {
     pub pid: Option<i32>,
 }
 
+/// A bearer token the peer presented (`Authorization: Bearer <token>`), on transports that
+/// carry HTTP headers.
+///
+/// `Debug` never prints the token, and `==` compares in time that depends only on the
+/// lengths, so a token can be logged with its owner and checked against another without
+/// leaking it.
+#[derive(Clone)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    /// The token from an `Authorization` header value: scheme `Bearer` (any case), one or more
+    /// spaces, then the token, surrounding whitespace trimmed. `None` for another scheme, an
+    /// empty token or a token with inner whitespace.
+    pub fn from_header(value: &str) -> Option<Self> {
+        let value = value.trim();
+        let (scheme, rest) = value.split_once([' ', '\t'])?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = rest.trim();
+        if token.is_empty() || token.contains(|c: char| c.is_whitespace()) {
+            return None;
+        }
+        Some(Self(token.to_owned()))
+    }
+
+    /// The token from the raw bytes of an `Authorization` header; `None` unless they are
+    /// UTF-8 and [`BearerToken::from_header`] accepts them.
+    pub fn from_header_bytes(value: &[u8]) -> Option<Self> {
+        std::str::from_utf8(value).ok().and_then(Self::from_header)
+    }
+
+    /// The token, without the scheme.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The token as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(…)")
+    }
+}
+
+impl PartialEq for BearerToken {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl Eq for BearerToken {}
+
+impl std::hash::Hash for BearerToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// A server's access check on the bearer token a client presents (`None`: no token or not
+/// `Bearer`), called before a connection or session is accepted; `false` refuses it (HTTP
+/// 401). It runs on the I/O task that handles the request, so it must not block.
+pub type Authorize = Arc<dyn Fn(Option<&BearerToken>) -> bool + Send + Sync>;
+
 /// What is known about the other end of a transport.
+///
+/// New fields may be added; build one with [`PeerInfo::new`] and the `with_` methods.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerInfo {
     /// A printable address (`unix:/path`, `127.0.0.1:4000`, `memory`).
     pub address: String,
     /// Operating-system credentials, on local sockets.
     pub credentials: Option<PeerCredentials>,
+    /// The bearer token the peer presented in `Authorization`, on HTTP-based server transports
+    /// (WebSocket upgrade, Streamable HTTP session or request).
+    pub bearer_token: Option<BearerToken>,
+}
+
+impl PeerInfo {
+    /// A peer known only by its printable `address`.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self { address: address.into(), credentials: None, bearer_token: None }
+    }
+
+    /// Sets the operating-system credentials.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Option<PeerCredentials>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Sets the bearer token.
+    #[must_use]
+    pub fn with_bearer_token(mut self, bearer_token: Option<BearerToken>) -> Self {
+        self.bearer_token = bearer_token;
+        self
+    }
 }
 
 /// One outbound unit: a message or a batch array.
@@ -226,5 +323,41 @@ impl Transport {
     /// Splits into the sending and receiving halves.
     pub fn split(self) -> (Sender, Receiver) {
         (self.sender, self.receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(header: &str) -> Option<String> {
+        BearerToken::from_header(header).map(BearerToken::into_string)
+    }
+
+    #[test]
+    fn bearer_token_parses_the_bearer_scheme_only() {
+        assert_eq!(token("Bearer abc.def"), Some("abc.def".into()));
+        assert_eq!(token("  bEARer \t abc  "), Some("abc".into()));
+        assert_eq!(token("Basic Zm9vOmJhcg=="), None);
+        assert_eq!(token("Bearer"), None);
+        assert_eq!(token("Bearer    "), None);
+        assert_eq!(token("Bearerabc"), None);
+        assert_eq!(token("Bearer a b"), None);
+        assert_eq!(token(""), None);
+        assert_eq!(BearerToken::from_header_bytes(b"Bearer \xff").map(BearerToken::into_string), None);
+        assert_eq!(BearerToken::from_header_bytes(b"Bearer t0k").map(BearerToken::into_string), Some("t0k".into()));
+    }
+
+    #[test]
+    fn bearer_token_debug_is_redacted_and_eq_compares_contents() {
+        let t = BearerToken::from_header("Bearer s3cret").unwrap();
+        assert_eq!(format!("{t:?}"), "BearerToken(…)");
+        assert_eq!(t.as_str(), "s3cret");
+        assert_eq!(Some(&t), BearerToken::from_header("bearer s3cret").as_ref());
+        assert_ne!(Some(&t), BearerToken::from_header("Bearer s3creT").as_ref());
+        assert_ne!(Some(&t), BearerToken::from_header("Bearer s3cret2").as_ref());
+        let peer = PeerInfo::new("x").with_bearer_token(Some(t));
+        assert!(!format!("{peer:?}").contains("s3cret"));
+        assert_eq!(peer.address, "x");
     }
 }

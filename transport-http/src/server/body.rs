@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};
 use http_body::{Body, Frame, SizeHint};
+use mcp_transport_core::message::codes;
 use mcp_transport_core::{ErrorObject, Id, Message};
 
 use super::legacy::SseBody;
@@ -84,6 +85,15 @@ pub(crate) fn rpc_error_object(status: StatusCode, id: Option<Id>, error: ErrorO
     tracing::debug!(status = status.as_u16(), code = error.code, message = %error.message, "request refused");
     let msg = Message::Response(mcp_transport_core::Response::error(id, error));
     json(status, Bytes::from(msg.to_vec()))
+}
+
+/// `401` with a JSON-RPC error and `WWW-Authenticate: Bearer` (with `error="invalid_token"`
+/// when the client presented a token).
+pub(crate) fn unauthorized(id: Option<Id>, presented: bool, message: impl Into<String>) -> HttpResponse {
+    let mut r = rpc_error(StatusCode::UNAUTHORIZED, id, codes::INVALID_REQUEST, message);
+    let challenge = if presented { "Bearer realm=\"mcp\", error=\"invalid_token\"" } else { "Bearer realm=\"mcp\"" };
+    r.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r
 }
 
 /// `405` with the methods the endpoint allows.

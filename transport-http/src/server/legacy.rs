@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use mcp_transport_core::message::codes;
 use mcp_transport_core::transport::{BoxFuture, Outbound, Outgoing, related_request};
-use mcp_transport_core::{Error, Id, Incoming, Message, PeerInfo, Receiver, Sender, Transport};
+use mcp_transport_core::{BearerToken, Error, Id, Incoming, Message, PeerInfo, Receiver, Sender, Transport};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -116,6 +116,8 @@ struct State {
 /// One 2025 session.
 pub(crate) struct Session {
     pub(crate) id: Arc<str>,
+    /// The bearer token of the `initialize` POST; later requests must present the same.
+    bearer_token: Option<BearerToken>,
     core: Weak<Core>,
     config: ServerSettings,
     budget: Budget,
@@ -130,12 +132,15 @@ impl Session {
         core: Weak<Core>,
         config: ServerSettings,
         remote: SocketAddr,
+        bearer_token: Option<BearerToken>,
     ) -> (Arc<Session>, Transport) {
         let (tx, rx) = inbound_channel(&config.limits);
         let mut streams = HashMap::new();
         streams.insert(GET_STREAM, Stream::new(false, 0));
+        let peer = PeerInfo::new(format!("http://{remote} (session {id})")).with_bearer_token(bearer_token.clone());
         let session = Arc::new(Session {
             id: id.clone(),
+            bearer_token,
             core,
             budget: Budget::new(&config.limits),
             config,
@@ -159,13 +164,33 @@ impl Session {
         let transport = Transport {
             sender: Sender::new(Arc::new(SessionOutbound(session.clone()))),
             receiver: Receiver::new(Box::new(rx)),
-            peer: PeerInfo { address: format!("http://{remote} (session {id})"), credentials: None },
+            peer,
         };
         (session, transport)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses (`401`) a request of this session whose bearer token is not the one the session
+    /// was created with (another token, or a token missing or added): a session id alone does
+    /// not let another client in.
+    pub(crate) fn check_bearer(&self, h: &HeaderMap, id: Option<Id>) -> Result<(), Box<HttpResponse>> {
+        let presented = super::bearer_token(h);
+        if presented == self.bearer_token {
+            return Ok(());
+        }
+        tracing::warn!(
+            session = %self.id,
+            presented = presented.is_some(),
+            "request refused: its bearer token is not the session's"
+        );
+        Err(Box::new(body::unauthorized(
+            id,
+            presented.is_some(),
+            "Unauthorized: the bearer token does not match the one this session was started with",
+        )))
     }
 
     /// Counts a request in progress until the guard drops.
@@ -868,7 +893,10 @@ pub(crate) async fn post(
     };
     if let Some(id) = session_id {
         return match core.session(id) {
-            Some(session) => session.post(conn, incoming, len, false).await,
+            Some(session) => match session.check_bearer(h, super::request_id(&incoming)) {
+                Ok(()) => session.post(conn, incoming, len, false).await,
+                Err(refused) => *refused,
+            },
             None => session_not_found(id),
         };
     }
@@ -893,7 +921,15 @@ pub(crate) async fn post(
             )
         };
     }
-    let Some((session, transport)) = core.create_session(conn.remote) else {
+    let token = super::bearer_token(h);
+    if !core.authorized(token.as_ref()) {
+        return body::unauthorized(
+            super::request_id(&incoming),
+            token.is_some(),
+            "Unauthorized: this server does not accept the bearer token (or its absence)",
+        );
+    }
+    let Some((session, transport)) = core.create_session(conn.remote, token) else {
         return rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             super::request_id(&incoming),

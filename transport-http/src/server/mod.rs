@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use http::header::{CONTENT_LENGTH, HOST, ORIGIN};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, ORIGIN};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mcp_transport_core::message::codes;
-use mcp_transport_core::{ErrorObject, Id, Incoming, Message, Transport};
+use mcp_transport_core::{BearerToken, ErrorObject, Id, Incoming, Message, Transport};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -71,19 +71,47 @@ impl Core {
         self.accept_tx.send(transport).await.is_ok()
     }
 
+    /// Whether [`HttpServerConfig::authorize`] admits a client presenting `token` (always,
+    /// without a hook).
+    pub(crate) fn authorized(&self, token: Option<&BearerToken>) -> bool {
+        match &self.config.authorize {
+            Some(authorize) => {
+                let ok = authorize(token);
+                if !ok {
+                    tracing::info!(bearer = token.is_some(), "request refused by the authorize hook");
+                }
+                ok
+            }
+            None => true,
+        }
+    }
+
     /// Registers a new session, unless there are too many (or no random id can be made).
-    pub(crate) fn create_session(self: &Arc<Self>, remote: SocketAddr) -> Option<(Arc<Session>, Transport)> {
+    /// `bearer_token` is the token its `initialize` POST presented; every later request of
+    /// the session must present the same one.
+    pub(crate) fn create_session(
+        self: &Arc<Self>,
+        remote: SocketAddr,
+        bearer_token: Option<BearerToken>,
+    ) -> Option<(Arc<Session>, Transport)> {
         let mut sessions = self.sessions();
         if sessions.len() >= self.config.max_sessions {
             tracing::warn!(max = self.config.max_sessions, "session refused: too many sessions");
             return None;
         }
         let id: Arc<str> = new_session_id()?.into();
-        let (session, transport) = Session::new(id.clone(), Arc::downgrade(self), self.config.clone(), remote);
+        let (session, transport) =
+            Session::new(id.clone(), Arc::downgrade(self), self.config.clone(), remote, bearer_token);
         sessions.insert(id, session.clone());
         tracing::info!(session = %session.id, %remote, "session created");
         Some((session, transport))
     }
+}
+
+/// The token of a request's (first) `Authorization: Bearer` header; `None` without one, for
+/// another scheme, or for a value that is not visible ASCII.
+pub(crate) fn bearer_token(h: &http::HeaderMap) -> Option<BearerToken> {
+    h.get(AUTHORIZATION).and_then(|v| BearerToken::from_header_bytes(v.as_bytes()))
 }
 
 /// 128 random bits as 32 lowercase hex digits.
@@ -193,6 +221,11 @@ impl HttpListener {
     /// Waits for the next transport: a new 2025 session (its receiver starts with the
     /// `initialize` request), or one 2026-07-28 request (its receiver yields that request, or
     /// notification, and then ends).
+    ///
+    /// Its [`PeerInfo::bearer_token`](mcp_transport_core::PeerInfo::bearer_token) is the token
+    /// of the `Authorization: Bearer` header of the `initialize` POST that created the session
+    /// (every later request of the session must present the same token, or none when that
+    /// POST had none, else it gets `401`), or of the one 2026-07-28 POST.
     ///
     /// Cancel-safe. Several tasks may accept at once.
     pub async fn accept(&self) -> Result<Transport, Error> {
@@ -479,6 +512,9 @@ fn get_or_delete(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper:
         }
     };
     let Some(session) = core.session(session_id) else { return legacy::session_not_found(session_id) };
+    if let Err(refused) = session.check_bearer(h, None) {
+        return *refused;
+    }
     if req.method() == Method::DELETE {
         session.delete();
         return body::empty(StatusCode::NO_CONTENT);

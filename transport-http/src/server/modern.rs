@@ -156,6 +156,17 @@ pub(crate) async fn post(
     len: usize,
     header_version: &str,
 ) -> HttpResponse {
+    // Each POST is its own transport and carries its own token: nothing is shared between
+    // requests, so one client's token never reaches another's transport.
+    let token = super::bearer_token(h);
+    if !core.authorized(token.as_ref()) {
+        return body::unauthorized(
+            super::request_id(&incoming),
+            token.is_some(),
+            "Unauthorized: this server does not accept the bearer token (or its absence)",
+        );
+    }
+    let peer = PeerInfo::new(format!("http://{}", conn.remote)).with_bearer_token(token);
     let msg = match incoming {
         Incoming::Message(m) => m,
         Incoming::Batch(_) => {
@@ -195,11 +206,8 @@ pub(crate) async fn post(
                 return body::empty(StatusCode::ACCEPTED);
             }
             drop(tx);
-            let transport = Transport {
-                sender: Sender::new(Arc::new(NoOutbound)),
-                receiver: Receiver::new(Box::new(rx)),
-                peer: PeerInfo { address: format!("http://{}", conn.remote), credentials: None },
-            };
+            let transport =
+                Transport { sender: Sender::new(Arc::new(NoOutbound)), receiver: Receiver::new(Box::new(rx)), peer };
             if !core.hand_over(transport).await {
                 return unavailable(None);
             }
@@ -222,7 +230,7 @@ pub(crate) async fn post(
             if let Err(detail) = checked {
                 return mismatch(Some(req.id), detail);
             }
-            exchange(core, conn, req, len).await
+            exchange(core, conn, req, len, peer).await
         }
     }
 }
@@ -237,7 +245,7 @@ fn unavailable(id: Option<Id>) -> HttpResponse {
 }
 
 /// Serves one request: a transport for it, then its answer.
-async fn exchange(core: &Arc<Core>, conn: &ConnInfo, req: Request, len: usize) -> HttpResponse {
+async fn exchange(core: &Arc<Core>, conn: &ConnInfo, req: Request, len: usize, peer: PeerInfo) -> HttpResponse {
     let id = req.id.clone();
     let limits = &core.config.limits;
     let (tx, rx) = inbound_channel(limits);
@@ -263,7 +271,7 @@ async fn exchange(core: &Arc<Core>, conn: &ConnInfo, req: Request, len: usize) -
     let transport = Transport {
         sender: Sender::new(Arc::new(ExchangeOutbound(ex.clone()))),
         receiver: Receiver::new(Box::new(rx)),
-        peer: PeerInfo { address: format!("http://{}", conn.remote), credentials: None },
+        peer,
     };
     // Dropped with this future when the client goes away: that cancels the request.
     let mut guard = CancelGuard(Some(ex.clone()));
