@@ -69,6 +69,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), String> {
         }
     });
     let mut tasks = listen_all(endpoints, &settings, on_connection).await?;
+    reload_on_hangup(gateway.clone(), args.config.clone())?;
     tracing::info!("gateway ready");
     let result = tokio::select! {
         _ = shutdown_signal() => Ok(()),
@@ -82,4 +83,32 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), String> {
     let report = gateway.shutdown(Duration::from_secs(args.drain_timeout)).await;
     tracing::info!(?report, "gateway stopped");
     result
+}
+
+/// On SIGHUP, reads the configuration file again and applies it without dropping sessions; a
+/// file that does not load leaves the running configuration as it was.
+fn reload_on_hangup(gateway: Arc<Gateway>, path: PathBuf) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let config = match GatewayConfig::load(&path) {
+                Ok(config) => config,
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused; the running configuration is kept");
+                    continue;
+                }
+            };
+            match gateway.reload(config).await {
+                Ok(report) => {
+                    if !report.needs_restart.is_empty() {
+                        tracing::warn!(keys = ?report.needs_restart, "these settings change only at a restart");
+                    }
+                    tracing::info!(?report, "configuration reloaded");
+                }
+                Err(e) => tracing::error!(error = %e, "reload failed"),
+            }
+        }
+    });
+    Ok(())
 }

@@ -3,6 +3,8 @@
 //! A connection is identified by a bearer token (its SHA-256 digest is compared, in constant
 //! time, with every configured digest), by the Unix peer uid of a Unix-socket connection, or
 //! by a principal name that the caller of [`crate::Gateway::serve`] already authenticated.
+//! A bearer token that matches no digest and has the shape of a JWT is verified against the
+//! `[jwt]` configuration ([`crate::jwt`]) and mapped to a principal.
 
 use std::collections::HashSet;
 
@@ -10,6 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{GatewayConfig, PrincipalConfig};
+use crate::jwt::{JwtConfig, looks_like_jwt, unix_now};
 
 /// The name of the principal of connections that no credential identifies, when
 /// `allow_anonymous` is on.
@@ -72,6 +75,21 @@ impl Principal {
 pub(crate) struct Authenticator {
     principals: Vec<(PrincipalConfig, Principal)>,
     allow_anonymous: bool,
+    jwt: Option<JwtConfig>,
+}
+
+/// Who a connection is: its principal, and when its credential expires (a JWT's `exp`).
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) principal: Principal,
+    /// Seconds since the Unix epoch; `None` for credentials that do not expire.
+    pub(crate) expires_at: Option<u64>,
+}
+
+impl Identity {
+    fn lasting(principal: Principal) -> Self {
+        Self { principal, expires_at: None }
+    }
 }
 
 /// The SHA-256 digest of a bearer token, as hex (what `token_sha256` holds).
@@ -84,11 +102,21 @@ impl Authenticator {
         Self {
             principals: config.principals.iter().map(|p| (p.clone(), Principal::from_config(p))).collect(),
             allow_anonymous: config.allow_anonymous,
+            jwt: config.jwt.clone(),
         }
     }
 
+    /// Whether an identity's credential has expired (beyond the JWT leeway), and if so why.
+    pub(crate) fn expired(&self, identity: &Identity) -> Option<String> {
+        let exp = identity.expires_at?;
+        let leeway = self.jwt.as_ref().map_or(0, |j| j.leeway.as_secs());
+        let now = unix_now();
+        (now > exp.saturating_add(leeway))
+            .then(|| format!("the session's JWT expired (exp {exp}, now {now}); reconnect with a fresh token"))
+    }
+
     /// The principal for a connection, or why there is none.
-    pub(crate) fn resolve(&self, credentials: &Credentials, uid: Option<u32>) -> Result<Principal, String> {
+    pub(crate) fn resolve(&self, credentials: &Credentials, uid: Option<u32>) -> Result<Identity, String> {
         match credentials {
             Credentials::BearerToken(token) => {
                 let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -101,22 +129,32 @@ impl Authenticator {
                         }
                     }
                 }
-                found.cloned().ok_or_else(|| "the bearer token matches no principal".to_owned())
+                if let Some(p) = found {
+                    return Ok(Identity::lasting(p.clone()));
+                }
+                match (&self.jwt, looks_like_jwt(token)) {
+                    (Some(jwt), true) => {
+                        let known = |name: &str| self.principals.iter().any(|(c, _)| c.name == name);
+                        let verified = jwt.verify(token, &known)?;
+                        let principal = self.by_name(&verified.principal)?;
+                        Ok(Identity { principal, expires_at: Some(verified.expires_at) })
+                    }
+                    (None, true) => {
+                        Err("the bearer token matches no principal (it looks like a JWT, but no [jwt] is configured)"
+                            .to_owned())
+                    }
+                    (_, false) => Err("the bearer token matches no principal".to_owned()),
+                }
             }
-            Credentials::Principal(name) => self
-                .principals
-                .iter()
-                .find(|(c, _)| &c.name == name)
-                .map(|(_, p)| p.clone())
-                .ok_or_else(|| format!("no principal is named {name:?}")),
+            Credentials::Principal(name) => self.by_name(name).map(Identity::lasting),
             Credentials::None => {
                 if let Some(uid) = uid
                     && let Some((_, p)) = self.principals.iter().find(|(c, _)| c.uids.contains(&uid))
                 {
-                    return Ok(p.clone());
+                    return Ok(Identity::lasting(p.clone()));
                 }
                 if self.allow_anonymous {
-                    Ok(Principal::unrestricted(ANONYMOUS))
+                    Ok(Identity::lasting(Principal::unrestricted(ANONYMOUS)))
                 } else {
                     Err(match uid {
                         Some(uid) => format!("uid {uid} matches no principal and anonymous access is off"),
@@ -125,6 +163,14 @@ impl Authenticator {
                 }
             }
         }
+    }
+
+    fn by_name(&self, name: &str) -> Result<Principal, String> {
+        self.principals
+            .iter()
+            .find(|(c, _)| c.name == name)
+            .map(|(_, p)| p.clone())
+            .ok_or_else(|| format!("no principal is named {name:?}"))
     }
 }
 
@@ -158,28 +204,41 @@ tools = ["files__read*", "crm__search"]
     #[test]
     fn tokens_uids_and_names_resolve() {
         let a = auth();
-        assert_eq!(a.resolve(&Credentials::BearerToken("s3cret".into()), None).unwrap().name, "alice");
+        assert_eq!(a.resolve(&Credentials::BearerToken("s3cret".into()), None).unwrap().principal.name, "alice");
         assert!(a.resolve(&Credentials::BearerToken("s3cret ".into()), None).is_err());
-        assert_eq!(a.resolve(&Credentials::None, Some(1234)).unwrap().name, "bob");
+        assert_eq!(a.resolve(&Credentials::None, Some(1234)).unwrap().principal.name, "bob");
         let e = a.resolve(&Credentials::None, Some(99)).unwrap_err();
         assert!(e.contains("uid 99"), "{e}");
-        assert_eq!(a.resolve(&Credentials::Principal("bob".into()), None).unwrap().name, "bob");
+        assert_eq!(a.resolve(&Credentials::Principal("bob".into()), None).unwrap().principal.name, "bob");
         assert!(a.resolve(&Credentials::Principal("eve".into()), None).is_err());
     }
 
     #[test]
     fn allow_lists() {
         let a = auth();
-        let alice = a.resolve(&Credentials::BearerToken("s3cret".into()), None).unwrap();
+        let alice = a.resolve(&Credentials::BearerToken("s3cret".into()), None).unwrap().principal;
         assert!(alice.may_use_tool("crm", "crm__anything"));
         assert!(!alice.may_use_upstream("files"));
         assert!(!alice.may_use_tool("files", "files__read"));
-        let bob = a.resolve(&Credentials::None, Some(1234)).unwrap();
+        let bob = a.resolve(&Credentials::None, Some(1234)).unwrap().principal;
         assert!(bob.may_use_tool("files", "files__read_file"));
         assert!(!bob.may_use_tool("files", "files__write"));
         assert!(bob.may_use_tool("crm", "crm__search"));
         assert!(!bob.may_use_tool("crm", "crm__search2"));
         assert!(bob.may_use_upstream("crm"), "bob may use crm for the listed tools");
+    }
+
+    #[test]
+    fn identities_expire_with_their_jwt_after_the_leeway() {
+        let a = auth();
+        let now = unix_now();
+        let p = Principal::unrestricted("p");
+        assert!(a.expired(&Identity::lasting(p.clone())).is_none(), "tokens and uids do not expire");
+        let live = Identity { principal: p.clone(), expires_at: Some(now + 60) };
+        assert!(a.expired(&live).is_none());
+        let past = Identity { principal: p, expires_at: Some(now - 5) };
+        let reason = a.expired(&past).expect("no [jwt]: no leeway");
+        assert!(reason.contains("expired") && reason.contains("fresh token"), "{reason}");
     }
 
     #[test]

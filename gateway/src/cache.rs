@@ -15,8 +15,8 @@ use crate::config::CacheConfig;
 /// What a cached response is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
-    /// The upstream's index.
-    pub(crate) upstream: usize,
+    /// The upstream's id.
+    pub(crate) upstream: u64,
     /// The upstream's generation when the response was stored.
     pub(crate) generation: u64,
     /// The method.

@@ -23,6 +23,13 @@
 //! upstreams = ["crm"]
 //! tools = ["crm__search"]
 //! token_budget = { tokens = 1000000, per = "1d" }   # result tokens (bytes / 4) per window
+//!
+//! [jwt]                                  # JWT bearer tokens (see `crate::jwt`)
+//! issuer = "https://idp.example.com/"
+//! audience = "mcp-gateway"
+//! algorithms = ["RS256"]
+//! jwks_file = "/etc/mcp/jwks.json"
+//! subjects = { "user-1234" = "alice" }
 //! ```
 //!
 //! Every error names the file, line and column of the offending value and what is wrong.
@@ -37,6 +44,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::Error;
+use crate::jwt::{JwtConfig, RawJwt, UnknownSubjects};
 
 /// The whole gateway configuration.
 #[derive(Debug, Clone)]
@@ -64,6 +72,8 @@ pub struct GatewayConfig {
     pub backoff: BackoffConfig,
     /// Response caching (`None`: no cache).
     pub cache: Option<CacheConfig>,
+    /// JWT bearer tokens (`None`: bearer tokens are only compared with `token_sha256`).
+    pub jwt: Option<JwtConfig>,
 }
 
 /// Response caching: upstream list pages and the results of tools declared idempotent, kept
@@ -112,7 +122,7 @@ pub enum UpstreamGeneration {
 }
 
 /// One upstream server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// The name, used as the namespace prefix; must not contain the separator.
     pub name: String,
@@ -238,6 +248,7 @@ struct RawConfig {
     #[serde(default)]
     backoff: RawBackoff,
     cache: Option<RawCache>,
+    jwt: Option<RawJwt>,
 }
 
 #[derive(Deserialize)]
@@ -316,7 +327,7 @@ struct RawBackoff {
 }
 
 /// Turns byte spans into `file:line:column` errors.
-struct Source<'a> {
+pub(crate) struct Source<'a> {
     file: &'a str,
     text: &'a str,
 }
@@ -334,12 +345,17 @@ impl Source<'_> {
         (line, column)
     }
 
-    fn error(&self, span: Range<usize>, message: impl Into<String>) -> Error {
+    pub(crate) fn error(&self, span: Range<usize>, message: impl Into<String>) -> Error {
         let (line, column) = self.position(span.start);
         Error::Config { file: self.file.to_owned(), line, column, message: message.into() }
     }
 
-    fn duration(&self, v: &Option<Spanned<String>>, what: &str, default: Duration) -> Result<Duration, Error> {
+    pub(crate) fn duration(
+        &self,
+        v: &Option<Spanned<String>>,
+        what: &str,
+        default: Duration,
+    ) -> Result<Duration, Error> {
         match v {
             None => Ok(default),
             Some(s) => parse_duration(s.get_ref()).map_err(|e| self.error(s.span(), format!("{what}: {e}"))),
@@ -554,6 +570,7 @@ impl GatewayConfig {
         }
 
         let mut principals = Vec::new();
+        let mut no_credentials = Vec::new();
         let mut pnames = HashSet::new();
         let mut tokens = HashSet::new();
         let mut uids = HashSet::new();
@@ -580,7 +597,8 @@ impl GatewayConfig {
                 }
             }
             if p.token_sha256.is_empty() && p.uids.is_empty() {
-                return Err(src.error(p.name.span(), format!("principal {name:?} has neither token_sha256 nor uids")));
+                // Unless a JWT maps to it (checked once `[jwt]` is read).
+                no_credentials.push((name.clone(), p.name.span()));
             }
             let upstreams_allowed = match &p.upstreams {
                 None => None,
@@ -645,6 +663,22 @@ impl GatewayConfig {
                 tools,
                 token_budget,
             });
+        }
+
+        let jwt = match &raw.jwt {
+            None => None,
+            Some(j) => Some(j.validate(&src, &pnames)?),
+        };
+        for (name, span) in no_credentials {
+            let by_jwt = jwt.as_ref().is_some_and(|j| {
+                j.unknown_subjects == UnknownSubjects::ByName || j.subjects.values().any(|p| *p == name)
+            });
+            if !by_jwt {
+                return Err(src.error(
+                    span,
+                    format!("principal {name:?} has neither token_sha256 nor uids, and no jwt.subjects maps to it"),
+                ));
+            }
         }
 
         let rl = &raw.rate_limits;
@@ -728,6 +762,7 @@ impl GatewayConfig {
         };
         Ok(GatewayConfig {
             cache,
+            jwt,
             separator,
             listen: raw.listen.iter().map(|l| l.get_ref().clone()).collect(),
             admin: raw.admin.map(Spanned::into_inner),
@@ -953,5 +988,29 @@ mod example {
             Some(TokenBudget { tokens: 1_000_000, per: Duration::from_secs(86_400) })
         );
         assert_eq!(c.cache.unwrap().tools, vec!["crm__get_*"]);
+        assert!(c.jwt.is_none(), "the [jwt] example is commented out");
+    }
+
+    #[test]
+    fn the_commented_jwt_example_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("\n#[jwt]\n").expect("the example documents [jwt]");
+        let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/jwks.json");
+        let mut enabled = text[..start].to_owned();
+        enabled.push('\n');
+        for line in text[start..].lines().filter(|l| l.starts_with('#') && !l.starts_with("##")) {
+            enabled.push_str(&line[1..].replace("/etc/mcp/jwks.json", jwks));
+            enabled.push('\n');
+        }
+        let c = GatewayConfig::parse(&enabled, "gateway.toml").unwrap();
+        let jwt = c.jwt.expect("[jwt] enabled");
+        assert_eq!(jwt.issuer, "https://idp.example.com/");
+        assert_eq!(jwt.audience, vec!["mcp-gateway"]);
+        assert_eq!(jwt.algorithms, vec![crate::jwt::JwtAlgorithm::RS256, crate::jwt::JwtAlgorithm::ES256]);
+        assert_eq!(jwt.keys.len(), 2);
+        assert_eq!((jwt.leeway, jwt.principal_claim.as_str()), (Duration::from_secs(30), "sub"));
+        assert_eq!(jwt.subjects["svc-ops"], "ops");
+        assert_eq!(jwt.unknown_subjects, UnknownSubjects::Refuse);
     }
 }

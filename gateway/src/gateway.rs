@@ -22,7 +22,7 @@ use tower::{Service, ServiceBuilder};
 use tracing::Instrument;
 
 use crate::Error;
-use crate::auth::{Authenticator, Credentials, Principal};
+use crate::auth::{Authenticator, Credentials, Identity, Principal};
 use crate::cache::{Key, ResponseCache};
 use crate::config::GatewayConfig;
 use crate::observe::{Health, Observe, ObserveLayer, admin_router};
@@ -45,10 +45,40 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Who a downstream session is: what it presented, and the identity that resolves to under
+/// the current configuration (re-resolved at every reload).
+struct SessionAuth {
+    credentials: Credentials,
+    uid: Option<u32>,
+    peer: String,
+    current: RwLock<Result<Arc<Identity>, String>>,
+}
+
+impl SessionAuth {
+    fn current(&self) -> Result<Arc<Identity>, String> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves the credentials again with `auth`; false when they no longer name a principal.
+    fn refresh(&self, auth: &Authenticator) -> bool {
+        let resolved = auth
+            .resolve(&self.credentials, self.uid)
+            .map(Arc::new)
+            .map_err(|reason| format!("after a configuration reload: {reason}"));
+        let ok = resolved.is_ok();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = resolved;
+        ok
+    }
+
+    fn may_use_upstream(&self, upstream: &str) -> bool {
+        self.current().is_ok_and(|id| id.principal.may_use_upstream(upstream))
+    }
+}
+
 /// One downstream connection.
 struct SessionEntry {
     peer: Peer,
-    principal: Arc<Principal>,
+    auth: Arc<SessionAuth>,
     /// Resource URIs this session subscribed to.
     subscriptions: HashSet<String>,
 }
@@ -56,24 +86,71 @@ struct SessionEntry {
 /// Where resource URIs are served: exact URIs and template prefixes, from list results.
 #[derive(Default)]
 struct UriIndex {
-    exact: HashMap<String, usize>,
+    exact: HashMap<String, Arc<Upstream>>,
     /// (the template's text before its first `{`, upstream), longest prefix first.
-    templates: Vec<(String, usize)>,
+    templates: Vec<(String, Arc<Upstream>)>,
 }
 
-struct Shared {
-    me: Weak<Shared>,
-    config: GatewayConfig,
+/// Everything a reload replaces: requests take a snapshot when they start and finish with it.
+struct Live {
+    /// Goes up by one at every reload.
+    generation: u64,
+    config: Arc<GatewayConfig>,
     upstreams: Vec<Arc<Upstream>>,
     by_name: HashMap<String, usize>,
     auth: Authenticator,
     stack: Stack,
+    limiters: Arc<Limiters>,
     budgets: Arc<TokenBudgets>,
-    cache: Option<ResponseCache>,
-    sessions: Mutex<HashMap<u64, SessionEntry>>,
-    next_session: AtomicU64,
+    cache: Option<Arc<ResponseCache>>,
     uris: RwLock<UriIndex>,
     collisions: Mutex<Vec<String>>,
+}
+
+impl Live {
+    /// The live state of `config`, carrying over what `old` had counted (rate limiters with
+    /// an unchanged rate, budget windows, the cache when its settings are unchanged).
+    fn new(generation: u64, config: GatewayConfig, upstreams: Vec<Arc<Upstream>>, old: Option<&Live>) -> Live {
+        let by_name = upstreams.iter().enumerate().map(|(i, u)| (u.config.name.clone(), i)).collect();
+        let limiters = Arc::new(Limiters::reloaded(old.map(|o| &*o.limiters), &config));
+        let budgets = Arc::new(TokenBudgets::reloaded(old.map(|o| &*o.budgets), &config));
+        let cache = match (old, &config.cache) {
+            (Some(o), Some(c)) if o.config.cache.as_ref() == Some(c) => o.cache.clone(),
+            (_, c) => c.as_ref().map(|c| Arc::new(ResponseCache::new(c))),
+        };
+        let stack = ServiceBuilder::new()
+            .layer(ObserveLayer)
+            .layer(BudgetLayer::new(budgets.clone()))
+            .layer(ReplayLayer)
+            .layer(RateLimitLayer::new(limiters.clone()))
+            .layer(BreakerLayer)
+            .service(Forward);
+        Live {
+            generation,
+            auth: Authenticator::new(&config),
+            config: Arc::new(config),
+            upstreams,
+            by_name,
+            stack,
+            limiters,
+            budgets,
+            cache,
+            uris: RwLock::new(UriIndex::default()),
+            collisions: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+struct Shared {
+    me: Weak<Shared>,
+    live: RwLock<Arc<Live>>,
+    /// Held by a reload from start to end (reloads run one at a time).
+    reloading: tokio::sync::Mutex<()>,
+    next_upstream: AtomicU64,
+    /// Stops the health loop (replaced when a reload changes `health_interval`).
+    health: Mutex<CancellationToken>,
+    sessions: Mutex<HashMap<u64, SessionEntry>>,
+    next_session: AtomicU64,
     stop: CancellationToken,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -107,6 +184,34 @@ impl std::fmt::Debug for Gateway {
 pub struct ShutdownReport {
     /// Calls still in flight when the deadline passed (they were cut off).
     pub abandoned: usize,
+}
+
+/// What a [`Gateway::reload`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// Upstreams that are new; they were connected (each had its first attempt).
+    pub upstreams_added: Vec<String>,
+    /// Upstreams that are gone; they were drained (calls in flight finished, within their
+    /// `request_timeout`) and closed.
+    pub upstreams_removed: Vec<String>,
+    /// Upstreams whose connection settings changed: the old connection was drained and
+    /// closed, a new one made.
+    pub upstreams_reconnected: Vec<String>,
+    /// Upstreams that kept their connection (new `rate_limit` and breaker thresholds apply).
+    pub upstreams_kept: Vec<String>,
+    /// Principals that are new.
+    pub principals_added: Vec<String>,
+    /// Principals that are gone (their sessions' calls are refused from now on).
+    pub principals_removed: Vec<String>,
+    /// Open sessions whose credentials no longer name a principal: their calls are refused.
+    pub sessions_refused: usize,
+    /// Settings that changed but only take effect at a restart: `listen`, `admin`, and
+    /// `backoff` (which applies to upstreams added or reconnected by this reload, but not to
+    /// the kept ones).
+    pub needs_restart: Vec<String>,
+    /// Name collisions between upstreams after the reload (see [`Gateway::collisions`]).
+    pub collisions: Vec<String>,
 }
 
 /// The cursor of an aggregated list: which upstream, and that upstream's own cursor.
@@ -208,64 +313,32 @@ impl Gateway {
     /// [`Gateway::collisions`].
     pub async fn start(config: GatewayConfig) -> Result<Gateway, Error> {
         crate::observe::prometheus();
+        let stop = CancellationToken::new();
         let upstreams: Vec<Arc<Upstream>> = config
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| Upstream::new(i, u.clone(), config.circuit_breaker))
+            .map(|(i, u)| Upstream::new(i as u64, u.clone(), config.circuit_breaker, stop.child_token()))
             .collect();
-        let by_name = upstreams.iter().map(|u| (u.config.name.clone(), u.index)).collect();
-        let limiters = Arc::new(Limiters::new(&config));
-        let cache = config.cache.as_ref().map(ResponseCache::new);
-        let budgets = Arc::new(TokenBudgets::new(&config));
-        let stack = ServiceBuilder::new()
-            .layer(ObserveLayer)
-            .layer(BudgetLayer::new(budgets.clone()))
-            .layer(ReplayLayer)
-            .layer(RateLimitLayer::new(limiters))
-            .layer(BreakerLayer)
-            .service(Forward);
+        let next_upstream = AtomicU64::new(upstreams.len() as u64);
+        let live = Live::new(0, config, upstreams, None);
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
-            auth: Authenticator::new(&config),
-            config,
-            upstreams,
-            by_name,
-            stack,
-            budgets,
-            cache,
+            live: RwLock::new(Arc::new(live)),
+            reloading: tokio::sync::Mutex::new(()),
+            next_upstream,
+            health: Mutex::new(stop.child_token()),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
-            uris: RwLock::new(UriIndex::default()),
-            collisions: Mutex::new(Vec::new()),
-            stop: CancellationToken::new(),
+            stop,
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
         });
-        let hub: Weak<dyn Hub> = {
-            let strong: Arc<dyn Hub> = shared.clone();
-            Arc::downgrade(&strong)
-        };
-        for u in &shared.upstreams {
-            let span = tracing::info_span!("upstream", name = %u.config.name);
-            tokio::spawn(u.clone().run(hub.clone(), shared.config.backoff, shared.stop.clone()).instrument(span));
-        }
-        // Wait for every first attempt (connect + listing), bounded by its connect timeout.
-        let first_attempts = shared.upstreams.iter().map(|u| {
-            let mut rx = u.watch_state();
-            let bound = u.config.connect_timeout + u.config.request_timeout.min(Duration::from_secs(10));
-            async move {
-                let _ = tokio::time::timeout(bound, rx.wait_for(|s| *s != UpstreamState::Connecting)).await;
-            }
-        });
-        for f in first_attempts.collect::<Vec<_>>() {
-            f.await;
-        }
-        if let Some(interval) = shared.config.health_interval {
-            tokio::spawn(health_loop(Arc::downgrade(&shared), interval, shared.stop.clone()));
-        }
-        shared.rebuild_index();
+        let live = shared.live();
+        shared.connect_upstreams(&live.upstreams, live.config.backoff).await;
+        shared.start_health_loop(live.config.health_interval);
+        live.rebuild_index();
         let gateway = Gateway { shared };
         for c in gateway.collisions() {
             tracing::warn!(collision = %c, "name collision between upstreams");
@@ -274,26 +347,25 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// The configuration it runs with.
-    pub fn config(&self) -> &GatewayConfig {
-        &self.shared.config
+    /// The configuration it runs with (the one of the last successful [`Gateway::reload`]).
+    pub fn config(&self) -> Arc<GatewayConfig> {
+        self.shared.live().config.clone()
     }
 
     /// Every upstream's name and state, in configuration order.
     pub fn upstream_states(&self) -> Vec<(String, UpstreamState)> {
-        self.shared.upstreams.iter().map(|u| (u.config.name.clone(), u.state())).collect()
+        self.shared.live().upstreams.iter().map(|u| (u.config.name.clone(), u.state())).collect()
     }
 
     /// Every upstream's name and circuit-breaker state, in configuration order.
     pub fn breaker_states(&self) -> Vec<(String, crate::policy::BreakerState)> {
-        let now = Instant::now();
-        self.shared.upstreams.iter().map(|u| (u.config.name.clone(), u.breaker().state(now))).collect()
+        Health::breaker_states(&*self.shared)
     }
 
     /// Name collisions between upstreams found when their lists were last read (a resource
     /// URI or template offered by two upstreams: the first in configuration order serves it).
     pub fn collisions(&self) -> Vec<String> {
-        lock(&self.shared.collisions).clone()
+        lock(&self.shared.live().collisions).clone()
     }
 
     /// Whether `/readyz` would answer 200.
@@ -304,7 +376,7 @@ impl Gateway {
     /// Result tokens (bytes / 4) the principal spent in its current token-budget window;
     /// `None` when it has no `token_budget`.
     pub fn tokens_spent(&self, principal: &str) -> Option<u64> {
-        self.shared.budgets.spent(principal)
+        self.shared.live().budgets.spent(principal)
     }
 
     /// Number of downstream sessions currently open.
@@ -313,37 +385,74 @@ impl Gateway {
     }
 
     /// The principal that `credentials` (and a Unix peer uid) name, as [`Gateway::serve`]
-    /// would resolve it; for transports that check credentials before accepting.
+    /// would resolve it; for transports that check credentials before accepting. A JWT is
+    /// verified (signature, algorithm, `exp`, `nbf`, `iss`, `aud`) and mapped; a refusal is
+    /// [`Error::Unauthorized`] with the reason.
     pub fn principal_for(&self, credentials: &Credentials, uid: Option<u32>) -> Result<Principal, Error> {
         self.shared
+            .live()
             .auth
             .resolve(credentials, uid)
+            .map(|identity| identity.principal)
             .map_err(|reason| Error::Unauthorized { peer: "(not connected)".into(), reason })
     }
 
     /// Serves one downstream connection until it ends. The principal comes from
-    /// `credentials`, else from the Unix peer uid (`transport.peer.credentials`), else is
-    /// `anonymous` when allowed. Returns the session's peer (its `closed()` resolves when the
+    /// `credentials`, else from the bearer token the connection presented
+    /// (`transport.peer.bearer_token`: a digest in the config or a JWT), else from the Unix peer
+    /// uid (`transport.peer.credentials`), else is `anonymous` when allowed. Returns the session's peer (its `closed()` resolves when the
     /// connection ends).
+    ///
+    /// The credentials are resolved again at every [`Gateway::reload`]: a session whose
+    /// principal was removed (or whose token no longer matches) stays open, but its calls
+    /// are refused with [`crate::FORBIDDEN`]. A session opened with a JWT is refused once the
+    /// token's `exp` (plus the leeway) has passed.
     pub fn serve(&self, transport: Transport, credentials: Credentials) -> Result<Peer, Error> {
         let shared = &self.shared;
         if shared.draining.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
+        // Explicit credentials win; otherwise the bearer token the connection presented
+        // (WebSocket upgrade, Streamable HTTP request), if any.
+        let credentials = match credentials {
+            Credentials::None => transport
+                .peer
+                .bearer_token
+                .as_ref()
+                .map_or(Credentials::None, |t| Credentials::BearerToken(t.as_str().to_owned())),
+            explicit => explicit,
+        };
         let uid = transport.peer.credentials.map(|c| c.uid);
         let address = transport.peer.address.clone();
-        let principal = shared
+        let live = shared.live();
+        let identity = live
             .auth
             .resolve(&credentials, uid)
             .map_err(|reason| Error::Unauthorized { peer: address.clone(), reason })?;
-        let principal = Arc::new(principal);
+        let principal_label = identity.principal.name.clone();
+        let auth = Arc::new(SessionAuth {
+            credentials,
+            uid,
+            peer: address.clone(),
+            current: RwLock::new(Ok(Arc::new(identity))),
+        });
         let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(peer = %address, principal = %principal.name, session, "downstream connected");
-        let app = Arc::new(Downstream { shared: shared.clone(), session, principal: principal.clone() });
+        tracing::info!(peer = %address, principal = %principal_label, session, "downstream connected");
+        let app = Arc::new(Downstream { shared: shared.clone(), session, auth: auth.clone() });
         let peer = ServerSession::serve(app, transport, PeerConfig::default());
-        let principal_label = principal.name.clone();
-        lock(&shared.sessions)
-            .insert(session, SessionEntry { peer: peer.clone(), principal, subscriptions: HashSet::new() });
+        {
+            let mut sessions = lock(&shared.sessions);
+            sessions.insert(
+                session,
+                SessionEntry { peer: peer.clone(), auth: auth.clone(), subscriptions: HashSet::new() },
+            );
+            // A reload that swapped the configuration after it was read above has re-resolved
+            // the sessions it saw, not this one: resolve it here (under the same lock).
+            let now = shared.live();
+            if now.generation != live.generation {
+                auth.refresh(&now.auth);
+            }
+        }
         metrics::gauge!("mcp_gateway_sessions", "principal" => principal_label.clone()).increment(1.0);
         let weak = Arc::downgrade(shared);
         let watched = peer.clone();
@@ -382,6 +491,120 @@ impl Gateway {
         Ok(local)
     }
 
+    /// Applies a new configuration without dropping sessions (for SIGHUP), and returns when
+    /// it is in effect:
+    ///
+    /// - principals, tokens, `[jwt]` (secret and key set as read by
+    ///   [`GatewayConfig::load`]), `allow_anonymous`, allow-lists: every open session's
+    ///   credentials are resolved again; sessions that no longer resolve stay open but their
+    ///   calls are refused ([`ReloadReport::sessions_refused`]);
+    /// - `rate_limits`, upstream `rate_limit`s, `token_budget`s: limiters whose rate did not
+    ///   change keep what they counted; budget windows keep what was spent;
+    /// - `[cache]`: unchanged settings keep the cache, changed ones start an empty one;
+    /// - `[circuit_breaker]`: new thresholds apply to every upstream's breaker from its next
+    ///   call (its current state is kept); `health_interval` restarts the health pings;
+    /// - `separator`: the new one names tools and prompts from the next request;
+    /// - upstreams: new ones connect (this waits for their first attempt, as
+    ///   [`Gateway::start`] does); removed ones leave the lists at once, then their calls in
+    ///   flight finish (within the upstream's `request_timeout`) before the connection
+    ///   closes (this waits for that too); ones whose settings changed (other than
+    ///   `rate_limit`) are replaced the same way; unchanged ones keep their connection.
+    ///
+    /// Every session gets `notifications/tools/list_changed`, `prompts/list_changed` and
+    /// `resources/list_changed`. `listen` and `admin` cannot change live: they are reported
+    /// in [`ReloadReport::needs_restart`] and the running ones stay. Reloads run one at a
+    /// time; refused with [`Error::ShuttingDown`] once [`Gateway::shutdown`] started.
+    pub async fn reload(&self, new: GatewayConfig) -> Result<ReloadReport, Error> {
+        let shared = &self.shared;
+        let _one_at_a_time = shared.reloading.lock().await;
+        if shared.draining.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        let old = shared.live();
+        let mut report = ReloadReport::default();
+        if new.listen != old.config.listen {
+            report.needs_restart.push("listen".into());
+        }
+        if new.admin != old.config.admin {
+            report.needs_restart.push("admin".into());
+        }
+        if new.backoff != old.config.backoff {
+            report.needs_restart.push("backoff".into());
+        }
+        let mut upstreams = Vec::new();
+        let mut added = Vec::new();
+        let mut retired = Vec::new();
+        for config in &new.upstreams {
+            let current = old.upstreams.iter().find(|u| u.config.name == config.name);
+            match current {
+                Some(u) if same_connection(&u.config, config) => {
+                    u.breaker().set_config(new.circuit_breaker);
+                    report.upstreams_kept.push(config.name.clone());
+                    upstreams.push(u.clone());
+                    continue;
+                }
+                Some(u) => {
+                    report.upstreams_reconnected.push(config.name.clone());
+                    retired.push(u.clone());
+                }
+                None => report.upstreams_added.push(config.name.clone()),
+            }
+            let id = shared.next_upstream.fetch_add(1, Ordering::Relaxed);
+            let u = Upstream::new(id, config.clone(), new.circuit_breaker, shared.stop.child_token());
+            added.push(u.clone());
+            upstreams.push(u);
+        }
+        for u in &old.upstreams {
+            if !new.upstreams.iter().any(|c| c.name == u.config.name) {
+                report.upstreams_removed.push(u.config.name.clone());
+                retired.push(u.clone());
+            }
+        }
+        let names = |c: &GatewayConfig| c.principals.iter().map(|p| p.name.clone()).collect::<HashSet<_>>();
+        let (before, after) = (names(&old.config), names(&new));
+        report.principals_added =
+            new.principals.iter().map(|p| &p.name).filter(|n| !before.contains(*n)).cloned().collect();
+        report.principals_removed =
+            old.config.principals.iter().map(|p| &p.name).filter(|n| !after.contains(*n)).cloned().collect();
+        let health_changed = new.health_interval != old.config.health_interval;
+        let backoff = new.backoff;
+        let live = Arc::new(Live::new(old.generation + 1, new, upstreams, Some(&old)));
+        live.rebuild_index();
+        *shared.live.write().unwrap_or_else(|p| p.into_inner()) = live.clone();
+        // Upstreams that became ready while the new state was built are in the index now.
+        live.rebuild_index();
+        {
+            let sessions = lock(&shared.sessions);
+            for s in sessions.values() {
+                if !s.auth.refresh(&live.auth) {
+                    report.sessions_refused += 1;
+                }
+            }
+        }
+        if health_changed {
+            shared.start_health_loop(live.config.health_interval);
+        }
+        tracing::info!(
+            generation = live.generation,
+            added = ?report.upstreams_added,
+            removed = ?report.upstreams_removed,
+            reconnected = ?report.upstreams_reconnected,
+            sessions_refused = report.sessions_refused,
+            "configuration reloaded"
+        );
+        let connecting = shared.connect_upstreams(&added, backoff);
+        let retiring = async {
+            for u in &retired {
+                retire(u).await;
+            }
+        };
+        tokio::join!(connecting, retiring);
+        live.rebuild_index();
+        report.collisions = lock(&live.collisions).clone();
+        shared.announce_list_changes();
+        Ok(report)
+    }
+
     /// Stops accepting connections and calls, waits up to `deadline` for calls in flight to
     /// finish, then closes every downstream session and upstream connection.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
@@ -406,13 +629,33 @@ impl Gateway {
             peer.shutdown();
         }
         shared.stop.cancel();
-        for u in &shared.upstreams {
+        for u in &shared.live().upstreams {
             let mut rx = u.watch_state();
             let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| *s == UpstreamState::Down)).await;
         }
         tracing::info!(abandoned, "gateway stopped");
         ShutdownReport { abandoned }
     }
+}
+
+/// Whether two settings of one upstream can share a connection (only `rate_limit`, which
+/// the limiters apply, differs).
+fn same_connection(a: &crate::config::UpstreamConfig, b: &crate::config::UpstreamConfig) -> bool {
+    let strip = |c: &crate::config::UpstreamConfig| crate::config::UpstreamConfig { rate_limit: None, ..c.clone() };
+    strip(a) == strip(b)
+}
+
+/// Drains an upstream a reload removed or replaced (its calls in flight finish, within its
+/// `request_timeout`), then closes its connection.
+async fn retire(u: &Arc<Upstream>) {
+    let name = &u.config.name;
+    if tokio::time::timeout(u.config.request_timeout, u.drained()).await.is_err() {
+        tracing::warn!(upstream = %name, "calls still in flight after request_timeout; closing anyway");
+    }
+    u.stop.cancel();
+    let mut rx = u.watch_state();
+    let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| *s == UpstreamState::Down)).await;
+    tracing::info!(upstream = %name, "upstream retired");
 }
 
 async fn health_loop(shared: Weak<Shared>, interval: Duration, stop: CancellationToken) {
@@ -426,7 +669,7 @@ async fn health_loop(shared: Weak<Shared>, interval: Duration, stop: Cancellatio
         }
         let Some(s) = shared.upgrade() else { return };
         let ups: Vec<Arc<Upstream>> =
-            s.upstreams.iter().filter(|u| u.state() == UpstreamState::Ready).cloned().collect();
+            s.live().upstreams.iter().filter(|u| u.state() == UpstreamState::Ready).cloned().collect();
         drop(s);
         for u in ups {
             let timeout = u.config.request_timeout.min(interval);
@@ -444,78 +687,50 @@ async fn health_loop(shared: Weak<Shared>, interval: Duration, stop: Cancellatio
 }
 
 impl Shared {
-    fn upstream(&self, name: &str, what: &str) -> Result<&Arc<Upstream>, Error> {
-        self.by_name
-            .get(name)
-            .map(|i| &self.upstreams[*i])
-            .ok_or_else(|| Error::UnknownUpstream { what: what.to_owned(), upstream: name.to_owned() })
+    /// The current live state.
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rebuilds the URI index from every ready upstream's catalog and records collisions.
-    fn rebuild_index(&self) {
-        let mut index = UriIndex::default();
-        let mut collisions = Vec::new();
-        let mut template_owner: HashMap<String, usize> = HashMap::new();
-        for u in &self.upstreams {
-            if u.state() != UpstreamState::Ready {
-                continue;
-            }
-            let catalog = u.catalog();
-            for uri in catalog.resources {
-                if let Some(first) = index.exact.get(&uri) {
-                    if *first != u.index {
-                        collisions.push(format!(
-                            "resource {uri} is offered by {} and {}; {} serves it",
-                            self.upstreams[*first].config.name, u.config.name, self.upstreams[*first].config.name
-                        ));
-                    }
-                } else {
-                    index.exact.insert(uri, u.index);
-                }
-            }
-            for template in catalog.templates {
-                if let Some(first) = template_owner.get(&template) {
-                    if *first != u.index {
-                        collisions.push(format!(
-                            "resource template {template} is offered by {} and {}; {} serves it",
-                            self.upstreams[*first].config.name, u.config.name, self.upstreams[*first].config.name
-                        ));
-                    }
-                    continue;
-                }
-                template_owner.insert(template.clone(), u.index);
-                let prefix = template.split('{').next().unwrap_or_default().to_owned();
-                index.templates.push((prefix, u.index));
-            }
-            let mut seen = HashSet::new();
-            for tool in &catalog.tools {
-                if !seen.insert(tool) {
-                    collisions.push(format!("upstream {} lists tool {tool:?} twice", u.config.name));
-                }
-            }
+    /// Starts the connection tasks of `upstreams` and waits for each first attempt (connect
+    /// and listing), bounded by its connect timeout plus a listing allowance.
+    async fn connect_upstreams(&self, upstreams: &[Arc<Upstream>], backoff: crate::config::BackoffConfig) {
+        let Some(me) = self.me.upgrade() else { return };
+        let hub: Weak<dyn Hub> = {
+            let strong: Arc<dyn Hub> = me;
+            Arc::downgrade(&strong)
+        };
+        for u in upstreams {
+            let span = tracing::info_span!("upstream", name = %u.config.name);
+            tokio::spawn(u.clone().run(hub.clone(), backoff, u.stop.clone()).instrument(span));
         }
-        index.templates.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
-        *self.uris.write().unwrap_or_else(|p| p.into_inner()) = index;
-        *lock(&self.collisions) = collisions;
+        for u in upstreams {
+            let mut rx = u.watch_state();
+            let bound = u.config.connect_timeout + u.config.request_timeout.min(Duration::from_secs(10));
+            let _ = tokio::time::timeout(bound, rx.wait_for(|s| *s != UpstreamState::Connecting)).await;
+        }
     }
 
-    /// The upstream that serves a resource URI.
-    fn route_uri(&self, uri: &str) -> Result<&Arc<Upstream>, Error> {
-        {
-            let index = self.uris.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(i) = index.exact.get(uri) {
-                return Ok(&self.upstreams[*i]);
-            }
-            if let Some((_, i)) =
-                index.templates.iter().find(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
-            {
-                return Ok(&self.upstreams[*i]);
-            }
+    /// (Re)starts the health loop with `interval` (`None`: no pings).
+    fn start_health_loop(&self, interval: Option<Duration>) {
+        let token = self.stop.child_token();
+        let previous = std::mem::replace(&mut *lock(&self.health), token.clone());
+        previous.cancel();
+        if let Some(interval) = interval {
+            tokio::spawn(health_loop(self.me.clone(), interval, token));
         }
-        let mut serving = self.upstreams.iter().filter(|u| u.offers("resources"));
-        match (serving.next(), serving.next()) {
-            (Some(only), None) => Ok(only),
-            _ => Err(Error::BadRequest(format!("no upstream is known to serve resource {uri:?}"))),
+    }
+
+    /// Tells every client that the aggregated lists changed.
+    fn announce_list_changes(&self) {
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            if let Ok(n) = Notification::new(method, &json!({})) {
+                self.broadcast(&n, |_| true);
+            }
         }
     }
 
@@ -538,13 +753,92 @@ impl Shared {
     }
 }
 
+impl Live {
+    fn upstream(&self, name: &str, what: &str) -> Result<&Arc<Upstream>, Error> {
+        self.by_name
+            .get(name)
+            .map(|i| &self.upstreams[*i])
+            .ok_or_else(|| Error::UnknownUpstream { what: what.to_owned(), upstream: name.to_owned() })
+    }
+
+    /// Rebuilds the URI index from every ready upstream's catalog and records collisions.
+    fn rebuild_index(&self) {
+        let mut index = UriIndex::default();
+        let mut collisions = Vec::new();
+        let mut template_owner: HashMap<String, Arc<Upstream>> = HashMap::new();
+        for u in &self.upstreams {
+            if u.state() != UpstreamState::Ready {
+                continue;
+            }
+            let catalog = u.catalog();
+            for uri in catalog.resources {
+                if let Some(first) = index.exact.get(&uri) {
+                    if first.id != u.id {
+                        let first = &first.config.name;
+                        collisions.push(format!(
+                            "resource {uri} is offered by {first} and {}; {first} serves it",
+                            u.config.name
+                        ));
+                    }
+                } else {
+                    index.exact.insert(uri, u.clone());
+                }
+            }
+            for template in catalog.templates {
+                if let Some(first) = template_owner.get(&template) {
+                    if first.id != u.id {
+                        let first = &first.config.name;
+                        collisions.push(format!(
+                            "resource template {template} is offered by {first} and {}; {first} serves it",
+                            u.config.name
+                        ));
+                    }
+                    continue;
+                }
+                template_owner.insert(template.clone(), u.clone());
+                let prefix = template.split('{').next().unwrap_or_default().to_owned();
+                index.templates.push((prefix, u.clone()));
+            }
+            let mut seen = HashSet::new();
+            for tool in &catalog.tools {
+                if !seen.insert(tool) {
+                    collisions.push(format!("upstream {} lists tool {tool:?} twice", u.config.name));
+                }
+            }
+        }
+        index.templates.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
+        *self.uris.write().unwrap_or_else(|p| p.into_inner()) = index;
+        *lock(&self.collisions) = collisions;
+    }
+
+    /// The upstream that serves a resource URI.
+    fn route_uri(&self, uri: &str) -> Result<Arc<Upstream>, Error> {
+        {
+            let index = self.uris.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(u) = index.exact.get(uri) {
+                return Ok(u.clone());
+            }
+            if let Some((_, u)) =
+                index.templates.iter().find(|(prefix, _)| !prefix.is_empty() && uri.starts_with(prefix.as_str()))
+            {
+                return Ok(u.clone());
+            }
+        }
+        let mut serving = self.upstreams.iter().filter(|u| u.offers("resources"));
+        match (serving.next(), serving.next()) {
+            (Some(only), None) => Ok(only.clone()),
+            _ => Err(Error::BadRequest(format!("no upstream is known to serve resource {uri:?}"))),
+        }
+    }
+}
+
 impl Health for Shared {
     fn readiness(&self) -> (bool, String) {
         let mut text = String::new();
         let mut required_ok = true;
         let mut any_required = false;
         let mut any_ready = false;
-        for u in &self.upstreams {
+        for u in &self.live().upstreams {
             let state = u.state();
             let breaker = u.breaker().state(Instant::now());
             let required = if u.config.required { " (required)" } else { "" };
@@ -565,31 +859,22 @@ impl Health for Shared {
 
     fn breaker_states(&self) -> Vec<(String, crate::policy::BreakerState)> {
         let now = Instant::now();
-        self.upstreams.iter().map(|u| (u.config.name.clone(), u.breaker().state(now))).collect()
+        self.live().upstreams.iter().map(|u| (u.config.name.clone(), u.breaker().state(now))).collect()
     }
 
     fn refresh_gauges(&self) {
-        self.budgets.refresh(Instant::now());
+        self.live().budgets.refresh(Instant::now());
     }
 }
 
 impl Hub for Shared {
-    fn catalog_changed(&self, _index: usize) {
-        self.rebuild_index();
+    fn catalog_changed(&self, _upstream: &Arc<Upstream>) {
+        self.live().rebuild_index();
         // The aggregated lists changed: tell every client.
-        for method in [
-            "notifications/tools/list_changed",
-            "notifications/prompts/list_changed",
-            "notifications/resources/list_changed",
-        ] {
-            if let Ok(n) = Notification::new(method, &json!({})) {
-                self.broadcast(&n, |_| true);
-            }
-        }
+        self.announce_list_changes();
     }
 
-    fn upstream_notification(&self, index: usize, n: Notification) {
-        let upstream = &self.upstreams[index];
+    fn upstream_notification(&self, upstream: &Arc<Upstream>, n: Notification) {
         match n.method.as_str() {
             "notifications/tools/list_changed"
             | "notifications/prompts/list_changed"
@@ -606,9 +891,9 @@ impl Hub for Shared {
                     while let Some(batch) = u.take_refresh_batch() {
                         u.refresh_catalog().await;
                         let Some(shared) = hub.upgrade() else { return };
-                        shared.rebuild_index();
+                        shared.live().rebuild_index();
                         for n in batch {
-                            shared.broadcast(&n, |s| s.principal.may_use_upstream(&u.config.name));
+                            shared.broadcast(&n, |s| s.auth.may_use_upstream(&u.config.name));
                         }
                     }
                 });
@@ -618,7 +903,7 @@ impl Hub for Shared {
                 let uri = uri.as_ref().and_then(|v| v.get("uri")).and_then(Value::as_str).map(str::to_owned);
                 if let Some(uri) = uri {
                     let name = &upstream.config.name;
-                    self.broadcast(&n, |s| s.subscriptions.contains(&uri) && s.principal.may_use_upstream(name));
+                    self.broadcast(&n, |s| s.subscriptions.contains(&uri) && s.auth.may_use_upstream(name));
                 }
             }
             "notifications/message" => {
@@ -636,8 +921,12 @@ impl Hub for Shared {
         }
     }
 
-    fn upstream_request(&self, index: usize, req: Request) -> BoxFuture<'static, Result<Box<RawValue>, ErrorObject>> {
-        let upstream = self.upstreams[index].clone();
+    fn upstream_request(
+        &self,
+        upstream: &Arc<Upstream>,
+        req: Request,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, ErrorObject>> {
+        let upstream = upstream.clone();
         Box::pin(async move {
             match req.method.as_str() {
                 "sampling/createMessage" | "elicitation/create" | "roots/list" => {}
@@ -672,7 +961,7 @@ impl Hub for Shared {
 struct Downstream {
     shared: Arc<Shared>,
     session: u64,
-    principal: Arc<Principal>,
+    auth: Arc<SessionAuth>,
 }
 
 impl McpServer for Downstream {
@@ -680,7 +969,8 @@ impl McpServer for Downstream {
         // A client's roots changed: tell the upstreams it may use (their roots/list requests
         // come back to a client with a call in flight).
         if n.method == "notifications/roots/list_changed" {
-            for u in self.shared.upstreams.iter().filter(|u| self.principal.may_use_upstream(&u.config.name)) {
+            let live = self.shared.live();
+            for u in live.upstreams.iter().filter(|u| self.auth.may_use_upstream(&u.config.name)) {
                 if let Some(client) = u.client()
                     && let Err(e) = client.peer().sender().try_send(n.clone())
                 {
@@ -711,14 +1001,22 @@ impl McpServer for Downstream {
         _version: &'static str,
     ) -> BoxFuture<'static, Result<Box<RawValue>, ErrorObject>> {
         let shared = self.shared.clone();
-        let principal = self.principal.clone();
+        let auth = self.auth.clone();
         let session = self.session;
-        let span =
-            tracing::info_span!("downstream_request", principal = %principal.name, session, method = %req.method);
+        let live = shared.live();
+        // Who the session is under the configuration this request runs with.
+        let identity = auth.current().and_then(|id| match live.auth.expired(&id) {
+            Some(reason) => Err(reason),
+            None => Ok(id),
+        });
+        let name = identity.as_ref().map_or("(refused)", |id| id.principal.name.as_str());
+        let span = tracing::info_span!("downstream_request", principal = %name, session, method = %req.method);
         Box::pin(
             async move {
                 let _in_flight = shared.enter().map_err(|e| e.to_error_object())?;
-                dispatch(&shared, &principal, session, req, ctx).await.map_err(|e| {
+                let identity = identity
+                    .map_err(|reason| Error::Unauthorized { peer: auth.peer.clone(), reason }.to_error_object())?;
+                dispatch(&shared, &live, &identity.principal, session, req, ctx).await.map_err(|e| {
                     tracing::debug!(error = %e, "request failed");
                     e.to_error_object()
                 })
@@ -730,22 +1028,23 @@ impl McpServer for Downstream {
 
 async fn dispatch(
     shared: &Arc<Shared>,
-    principal: &Arc<Principal>,
+    live: &Live,
+    principal: &Principal,
     session: u64,
     req: Request,
     ctx: RequestContext,
 ) -> Result<Box<RawValue>, Error> {
     match req.method.as_str() {
-        "tools/list" => list(shared, principal, ListKind::Tools, &req).await,
-        "prompts/list" => list(shared, principal, ListKind::Prompts, &req).await,
-        "resources/list" => list(shared, principal, ListKind::Resources, &req).await,
-        "resources/templates/list" => list(shared, principal, ListKind::Templates, &req).await,
-        "tools/call" => by_name(shared, principal, session, "tools/call", req, ctx).await,
-        "prompts/get" => by_name(shared, principal, session, "prompts/get", req, ctx).await,
-        "resources/read" => by_uri(shared, principal, session, "resources/read", req, ctx).await,
+        "tools/list" => list(live, principal, ListKind::Tools, &req).await,
+        "prompts/list" => list(live, principal, ListKind::Prompts, &req).await,
+        "resources/list" => list(live, principal, ListKind::Resources, &req).await,
+        "resources/templates/list" => list(live, principal, ListKind::Templates, &req).await,
+        "tools/call" => by_name(live, principal, session, "tools/call", req, ctx).await,
+        "prompts/get" => by_name(live, principal, session, "prompts/get", req, ctx).await,
+        "resources/read" => by_uri(live, principal, session, "resources/read", req, ctx).await,
         "resources/subscribe" => {
             let uri = uri_param(&req)?;
-            let result = by_uri(shared, principal, session, "resources/subscribe", req, ctx).await?;
+            let result = by_uri(live, principal, session, "resources/subscribe", req, ctx).await?;
             if let Some(s) = lock(&shared.sessions).get_mut(&session)
                 && s.subscriptions.len() < 10_000
             {
@@ -758,13 +1057,13 @@ async fn dispatch(
             if let Some(s) = lock(&shared.sessions).get_mut(&session) {
                 s.subscriptions.remove(&uri);
             }
-            by_uri(shared, principal, session, "resources/unsubscribe", req, ctx).await
+            by_uri(live, principal, session, "resources/unsubscribe", req, ctx).await
         }
-        "completion/complete" => complete(shared, principal, session, req, ctx).await,
+        "completion/complete" => complete(live, principal, session, req, ctx).await,
         "logging/setLevel" => {
             let mut params = params_map(&req)?;
             strip_meta(&mut params);
-            for u in shared.upstreams.iter().filter(|u| u.state() == UpstreamState::Ready) {
+            for u in live.upstreams.iter().filter(|u| u.state() == UpstreamState::Ready) {
                 if principal.may_use_upstream(&u.config.name)
                     && u.capabilities().is_some_and(|c| c.get("logging").is_some())
                     && let Err(e) = u.request("logging/setLevel", Some(raw(&params)?), RequestOptions::default()).await
@@ -807,7 +1106,7 @@ struct Who<'a> {
 
 #[allow(clippy::too_many_arguments)] // the parts of one call; a struct would only rename them
 async fn forward(
-    shared: &Arc<Shared>,
+    shared: &Live,
     who: Who<'_>,
     upstream: &Arc<Upstream>,
     method: &'static str,
@@ -857,12 +1156,7 @@ async fn forward(
     result
 }
 
-async fn list(
-    shared: &Arc<Shared>,
-    principal: &Principal,
-    kind: ListKind,
-    req: &Request,
-) -> Result<Box<RawValue>, Error> {
+async fn list(shared: &Live, principal: &Principal, kind: ListKind, req: &Request) -> Result<Box<RawValue>, Error> {
     let params = params_map(req)?;
     let mut cursor = match params.get("cursor") {
         None | Some(Value::Null) => Cursor { u: 0, c: None },
@@ -874,8 +1168,11 @@ async fn list(
     // Each page is one page of one upstream; empty pages are skipped.
     for _ in 0..=shared.upstreams.len() {
         let Some(upstream) = shared.upstreams.get(cursor.u) else { break };
-        let next_upstream =
-            || shared.upstreams[cursor.u + 1..].iter().find(|u| usable(u)).map(|u| Cursor { u: u.index, c: None });
+        let next_upstream = || {
+            (cursor.u + 1..shared.upstreams.len())
+                .find(|i| usable(&shared.upstreams[*i]))
+                .map(|u| Cursor { u, c: None })
+        };
         if !usable(upstream) {
             match next_upstream() {
                 Some(next) => {
@@ -902,7 +1199,7 @@ async fn list(
         // List pages are cached without the principal: they hold what the upstream lists to
         // the gateway, and are filtered for the principal below.
         let key = shared.cache.as_ref().filter(|c| c.caches_lists()).map(|_| Key {
-            upstream: upstream.index,
+            upstream: upstream.id,
             generation: upstream.generation(),
             method: kind.method(),
             principal: None,
@@ -972,7 +1269,7 @@ async fn list(
 
 /// `tools/call` and `prompts/get`: routed by the namespaced `name`.
 async fn by_name(
-    shared: &Arc<Shared>,
+    shared: &Live,
     principal: &Principal,
     session: u64,
     method: &'static str,
@@ -1012,7 +1309,7 @@ async fn by_name(
             let args = params.get("arguments").map(Value::to_string).unwrap_or_default();
             // Keyed by the principal: one principal's result is never served to another.
             Some(Key {
-                upstream: upstream.index,
+                upstream: upstream.id,
                 generation: upstream.generation(),
                 method,
                 principal: Some(principal.name.clone()),
@@ -1060,7 +1357,7 @@ async fn by_name(
 
 /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`: routed by URI.
 async fn by_uri(
-    shared: &Arc<Shared>,
+    shared: &Live,
     principal: &Principal,
     session: u64,
     method: &'static str,
@@ -1069,7 +1366,7 @@ async fn by_uri(
 ) -> Result<Box<RawValue>, Error> {
     let mut params = params_map(&req)?;
     let uri = uri_param(&req)?;
-    let upstream = shared.route_uri(&uri)?.clone();
+    let upstream = shared.route_uri(&uri)?;
     if !principal.may_use_upstream(&upstream.config.name) {
         return Err(Error::Forbidden { principal: principal.name.clone(), target: uri });
     }
@@ -1079,7 +1376,7 @@ async fn by_uri(
 
 /// `completion/complete`: a prompt reference by its namespaced name, a resource reference by URI.
 async fn complete(
-    shared: &Arc<Shared>,
+    shared: &Live,
     principal: &Principal,
     session: u64,
     req: Request,
@@ -1100,7 +1397,7 @@ async fn complete(
         }
         Some("ref/resource") => {
             let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
-            shared.route_uri(uri)?.clone()
+            shared.route_uri(uri)?
         }
         _ => return Err(Error::BadRequest("completion/complete: ref.type must be ref/prompt or ref/resource".into())),
     };

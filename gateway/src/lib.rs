@@ -22,8 +22,10 @@
 //!   go to the client whose call is in flight on that upstream (refused when several clients
 //!   have calls in flight there, since MCP requests do not say which call they belong to).
 //! - **Security.** Principals identified by bearer token (only SHA-256 digests are stored,
-//!   compared in constant time), Unix peer uid, or a name the caller authenticated; allow-lists
-//!   of upstreams and tools filter lists and refuse calls ([`auth`]).
+//!   compared in constant time), by a JWT verified with `jsonwebtoken` (HS256, RS256, ES256
+//!   with keys picked by `kid`; `exp`, `nbf`, `iss`, `aud` checked; [`jwt`]), Unix peer uid,
+//!   or a name the caller authenticated; allow-lists of upstreams and tools filter lists and
+//!   refuse calls ([`auth`]).
 //! - **Policies** as tower layers ([`policy`]): per-principal token budgets (result bytes / 4
 //!   per fixed window, `token_budget = { tokens = 1000000, per = "1d" }`; refused with
 //!   [`TOKEN_BUDGET_EXHAUSTED`]), rate limits (global, per upstream, per principal, per tool;
@@ -37,7 +39,10 @@
 //!   entries are dropped when it announces a list change or reconnects.
 //! - **Lifecycle.** Upstreams connect concurrently at start and reconnect with exponential
 //!   backoff and jitter; [`Gateway::shutdown`] stops accepting, drains calls in flight within a
-//!   deadline, and closes everything.
+//!   deadline, and closes everything. [`Gateway::reload`] applies a new configuration (on
+//!   SIGHUP) without dropping sessions: principals, JWT settings, allow-lists, limits,
+//!   budgets, cache and breaker settings change live; upstreams are added, drained and
+//!   removed, or kept with their connections.
 //!
 //! ```no_run
 //! # async fn run(transport: mcp_transport_core::Transport) -> Result<(), mcp_gateway::Error> {
@@ -58,6 +63,7 @@ mod cache;
 pub mod config;
 mod error;
 mod gateway;
+pub mod jwt;
 pub mod observe;
 pub mod policy;
 mod upstream;
@@ -65,5 +71,5 @@ mod upstream;
 pub use auth::{Credentials, Principal};
 pub use config::GatewayConfig;
 pub use error::{Error, FORBIDDEN, RATE_LIMITED, SHUTTING_DOWN, TOKEN_BUDGET_EXHAUSTED, UPSTREAM_UNAVAILABLE};
-pub use gateway::{Gateway, ShutdownReport};
+pub use gateway::{Gateway, ReloadReport, ShutdownReport};
 pub use upstream::UpstreamState;

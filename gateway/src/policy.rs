@@ -57,6 +57,12 @@ impl CircuitBreaker {
         Self { config, phase: Phase::Closed { failures: 0 } }
     }
 
+    /// Applies new thresholds (a configuration reload); the current phase is kept and the
+    /// new thresholds apply from the next call.
+    pub fn set_config(&mut self, config: BreakerConfig) {
+        self.config = config;
+    }
+
     /// The state at `now` (an open breaker whose period has passed reports half-open).
     pub fn state(&self, now: Instant) -> BreakerState {
         match self.phase {
@@ -180,9 +186,11 @@ impl Service<Call> for Forward {
     }
 }
 
-type Limiter = DefaultDirectRateLimiter;
+/// A rate limiter and the rate it was built for (so a reload keeps the ones whose rate did
+/// not change, with what they already counted).
+type Limiter = (Rate, Arc<DefaultDirectRateLimiter>);
 
-/// The rate limiters, built once from the configuration (a bounded set: one per configured
+/// The rate limiters, built from the configuration (a bounded set: one per configured
 /// scope, upstream and principal; never keyed by client input).
 pub(crate) struct Limiters {
     global: Option<Limiter>,
@@ -191,6 +199,14 @@ pub(crate) struct Limiters {
     per_principal: Option<Rate>,
     tools: HashMap<String, Limiter>,
     clock: DefaultClock,
+}
+
+/// The limiter for `rate`: `old`'s when it has the same rate, else a new one.
+fn limiter(old: Option<&Limiter>, rate: Rate) -> Limiter {
+    match old {
+        Some((r, l)) if *r == rate => (rate, l.clone()),
+        _ => (rate, Arc::new(RateLimiter::direct(quota(rate)))),
+    }
 }
 
 fn quota(rate: Rate) -> Quota {
@@ -202,25 +218,30 @@ fn quota(rate: Rate) -> Quota {
 }
 
 impl Limiters {
-    pub(crate) fn new(config: &GatewayConfig) -> Self {
+    /// The limiters of `config`, keeping those of `old` whose scope and rate are unchanged.
+    pub(crate) fn reloaded(old: Option<&Limiters>, config: &GatewayConfig) -> Self {
         let rl = &config.rate_limits;
         let upstreams = config
             .upstreams
             .iter()
-            .filter_map(|u| u.rate_limit.or(rl.per_upstream).map(|r| (u.name.clone(), RateLimiter::direct(quota(r)))))
+            .filter_map(|u| {
+                let previous = old.and_then(|o| o.upstreams.get(&u.name));
+                u.rate_limit.or(rl.per_upstream).map(|r| (u.name.clone(), limiter(previous, r)))
+            })
             .collect();
         let mut principals: HashMap<String, Limiter> = HashMap::new();
         if let Some(r) = rl.per_principal {
             for p in config.principals.iter().map(|p| p.name.as_str()).chain([crate::auth::ANONYMOUS]) {
-                principals.insert(p.to_owned(), RateLimiter::direct(quota(r)));
+                let previous = old.and_then(|o| o.principals.get(p));
+                principals.insert(p.to_owned(), limiter(previous, r));
             }
         }
         Self {
-            global: rl.global.map(|r| RateLimiter::direct(quota(r))),
+            global: rl.global.map(|r| limiter(old.and_then(|o| o.global.as_ref()), r)),
             upstreams,
             principals,
             per_principal: rl.per_principal,
-            tools: rl.tools.iter().map(|(t, r)| (t.clone(), RateLimiter::direct(quota(*r)))).collect(),
+            tools: rl.tools.iter().map(|(t, r)| (t.clone(), limiter(old.and_then(|o| o.tools.get(t)), *r))).collect(),
             clock: DefaultClock::default(),
         }
     }
@@ -229,7 +250,7 @@ impl Limiters {
     /// the refusal in `mcp_gateway_rate_limited_total{scope, target}`; scopes and targets come
     /// from the configuration, so the label set is bounded).
     pub(crate) fn check(&self, upstream: &str, principal: &str, item: Option<&str>) -> Result<(), Error> {
-        let refuse = |scope: &'static str, target: &str, limiter: &Limiter| match limiter.check() {
+        let refuse = |scope: &'static str, target: &str, (_, limiter): &Limiter| match limiter.check() {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 metrics::counter!("mcp_gateway_rate_limited_total", "scope" => scope, "target" => target.to_owned())
@@ -339,19 +360,29 @@ pub(crate) struct TokenBudgets {
 }
 
 impl TokenBudgets {
-    /// The budgets of the configured principals; sets `mcp_gateway_principal_token_budget`.
-    pub(crate) fn new(config: &GatewayConfig) -> Self {
+    /// The budgets of the configured principals (sets `mcp_gateway_principal_token_budget`),
+    /// keeping the current windows of `old` (what each principal
+    /// spent so far) for the principals that still have a budget; a new `tokens` or `per`
+    /// applies to the current window.
+    pub(crate) fn reloaded(old: Option<&TokenBudgets>, config: &GatewayConfig) -> Self {
         let budgets = config
             .principals
             .iter()
-            .filter_map(|p| p.token_budget.map(|b| (p.name.clone(), (b, Mutex::new(Window::default())))))
+            .filter_map(|p| {
+                let window = old
+                    .and_then(|o| o.budgets.get(&p.name))
+                    .map(|(_, w)| *w.lock().unwrap_or_else(|e| e.into_inner()))
+                    .unwrap_or_default();
+                p.token_budget.map(|b| (p.name.clone(), (b, Mutex::new(window))))
+            })
             .collect::<HashMap<_, _>>();
         for (name, (budget, _)) in &budgets {
             metrics::gauge!("mcp_gateway_principal_token_budget", "principal" => name.clone())
                 .set(budget.tokens as f64);
-            metrics::gauge!("mcp_gateway_principal_token_budget_spent", "principal" => name.clone()).set(0.0);
         }
-        Self { budgets }
+        let budgets = Self { budgets };
+        budgets.refresh(Instant::now());
+        budgets
     }
 
     fn window(&self, principal: &str) -> Option<(TokenBudget, std::sync::MutexGuard<'_, Window>)> {
@@ -603,7 +634,7 @@ mod tests {
     }
 
     fn budgets(text: &str) -> TokenBudgets {
-        TokenBudgets::new(&GatewayConfig::parse(text, "t.toml").unwrap())
+        TokenBudgets::reloaded(None, &GatewayConfig::parse(text, "t.toml").unwrap())
     }
 
     #[test]
@@ -658,7 +689,7 @@ per_principal = "2/h"
 tools = { "a__slow" = "1/h" }
 "#;
         let config = GatewayConfig::parse(text, "t.toml").unwrap();
-        let l = Limiters::new(&config);
+        let l = Limiters::reloaded(None, &config);
         assert!(l.check("a", "p", Some("a__slow")).is_ok());
         match l.check("a", "q", Some("a__slow")) {
             Err(Error::RateLimited { scope, retry_after }) => {
@@ -672,5 +703,50 @@ tools = { "a__slow" = "1/h" }
             Err(Error::RateLimited { scope, .. }) => assert_eq!(scope, "principal p"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_limiters_and_spent_budgets() {
+        let text = |rate: &str, budget: u64| {
+            format!(
+                "[[upstream]]\nname = \"a\"\nurl = \"unix:///a.sock\"\n\
+                 [[principal]]\nname = \"p\"\nuids = [1]\ntoken_budget = {{ tokens = {budget}, per = \"1h\" }}\n\
+                 [rate_limits]\nper_principal = \"1/h\"\ntools = {{ \"a__t\" = \"{rate}\" }}\n"
+            )
+        };
+        let first = GatewayConfig::parse(&text("1/h", 100), "t.toml").unwrap();
+        let l = Limiters::reloaded(None, &first);
+        assert!(l.check("a", "p", Some("a__t")).is_ok());
+        // Same rates: what the limiters counted survives the reload.
+        let same = Limiters::reloaded(Some(&l), &first);
+        assert!(matches!(same.check("a", "p", None), Err(Error::RateLimited { .. })), "principal limiter kept");
+        // A new tool rate starts a fresh limiter; the unchanged principal one is still spent.
+        let changed = GatewayConfig::parse(&text("5/h", 100), "t.toml").unwrap();
+        let l2 = Limiters::reloaded(Some(&same), &changed);
+        match l2.check("a", "p", Some("a__t")) {
+            Err(Error::RateLimited { scope, .. }) => assert_eq!(scope, "principal p"),
+            other => panic!("{other:?}"),
+        }
+        assert!(l2.tools["a__t"].1.check().is_ok(), "the changed tool limit starts afresh");
+
+        let b = TokenBudgets::reloaded(None, &first);
+        let now = Instant::now();
+        b.spend("p", 80, now);
+        let smaller = GatewayConfig::parse(&text("1/h", 50), "t.toml").unwrap();
+        let b2 = TokenBudgets::reloaded(Some(&b), &smaller);
+        assert_eq!(b2.spent("p"), Some(80), "what was spent survives");
+        assert!(matches!(b2.check("p", now), Err(Error::TokenBudgetExhausted { budget: 50, .. })));
+    }
+
+    #[test]
+    fn new_breaker_thresholds_apply_to_the_next_failures() {
+        let mut b = breaker(5, 1);
+        let t = Instant::now();
+        b.on_failure(t);
+        b.on_failure(t);
+        assert_eq!(b.state(t), BreakerState::Closed);
+        b.set_config(BreakerConfig { failure_threshold: 3, open_for: Duration::from_secs(1), half_open_probes: 1 });
+        b.on_failure(t);
+        assert_eq!(b.state(t), BreakerState::Open, "the third failure reaches the new threshold");
     }
 }

@@ -48,18 +48,28 @@ pub(crate) struct Catalog {
 
 /// What the gateway does with what upstreams send on their own.
 pub(crate) trait Hub: Send + Sync + 'static {
-    /// An upstream became ready or refreshed its catalog.
-    fn catalog_changed(&self, index: usize);
+    /// An upstream became ready, went down or refreshed its catalog.
+    fn catalog_changed(&self, upstream: &Arc<Upstream>);
     /// A notification from an upstream (other than progress and cancellation).
-    fn upstream_notification(&self, index: usize, n: Notification);
+    fn upstream_notification(&self, upstream: &Arc<Upstream>, n: Notification);
     /// A request from an upstream (sampling, elicitation, roots).
-    fn upstream_request(&self, index: usize, req: Request) -> BoxFuture<'static, Result<Box<RawValue>, ErrorObject>>;
+    fn upstream_request(
+        &self,
+        upstream: &Arc<Upstream>,
+        req: Request,
+    ) -> BoxFuture<'static, Result<Box<RawValue>, ErrorObject>>;
 }
 
 /// One upstream server.
 pub(crate) struct Upstream {
-    pub(crate) index: usize,
+    /// Unique for the gateway's lifetime (a reconfigured upstream gets a new one); cache keys
+    /// carry it.
+    pub(crate) id: u64,
     pub(crate) config: UpstreamConfig,
+    /// Stops this upstream's connection task (a child of the gateway's stop token).
+    pub(crate) stop: CancellationToken,
+    /// Notified when the last call in flight here ends.
+    idle: tokio::sync::Notify,
     client: Mutex<Option<Client>>,
     state: watch::Sender<UpstreamState>,
     breaker: Mutex<CircuitBreaker>,
@@ -92,16 +102,21 @@ impl Drop for CallerGuard {
                 callers.remove(&self.session);
             }
         }
+        if callers.is_empty() {
+            self.upstream.idle.notify_waiters();
+        }
     }
 }
 
 impl Upstream {
-    pub(crate) fn new(index: usize, config: UpstreamConfig, breaker: BreakerConfig) -> Arc<Self> {
+    pub(crate) fn new(id: u64, config: UpstreamConfig, breaker: BreakerConfig, stop: CancellationToken) -> Arc<Self> {
         // Down until it connects: an upstream that never connects still has a series.
         metrics::gauge!("mcp_gateway_upstream_up", "upstream" => config.name.clone()).set(0.0);
         Arc::new(Self {
-            index,
+            id,
             config,
+            stop,
+            idle: tokio::sync::Notify::new(),
             client: Mutex::new(None),
             state: watch::Sender::new(UpstreamState::Connecting),
             breaker: Mutex::new(CircuitBreaker::new(breaker)),
@@ -177,6 +192,17 @@ impl Upstream {
     pub(crate) fn enter_caller(self: &Arc<Self>, session: u64, peer: &Peer) -> CallerGuard {
         lock(&self.callers).entry(session).or_insert_with(|| (peer.clone(), 0)).1 += 1;
         CallerGuard { upstream: self.clone(), session }
+    }
+
+    /// Waits until no call is in flight here (calls that start meanwhile are waited for too).
+    pub(crate) async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if lock(&self.callers).is_empty() {
+                return;
+            }
+            idle.await;
+        }
     }
 
     /// The downstream sessions with calls in flight here.
@@ -276,7 +302,7 @@ impl Upstream {
                     self.state.send_replace(UpstreamState::Ready);
                     metrics::gauge!("mcp_gateway_upstream_up", "upstream" => self.config.name.clone()).set(1.0);
                     if let Some(hub) = hub.upgrade() {
-                        hub.catalog_changed(self.index);
+                        hub.catalog_changed(&self);
                     }
                     delay = backoff.initial;
                     tokio::select! {
@@ -293,7 +319,7 @@ impl Upstream {
                         tracing::warn!(upstream = %self.config.name, error = %e, "stopping the upstream process failed");
                     }
                     if let Some(hub) = hub.upgrade() {
-                        hub.catalog_changed(self.index);
+                        hub.catalog_changed(&self);
                     }
                     if shutdown.is_cancelled() {
                         break;
@@ -320,9 +346,12 @@ impl Upstream {
         self.state.send_replace(UpstreamState::Down);
     }
 
-    async fn connect(&self, hub: Weak<dyn Hub>) -> Result<(Client, Option<mcp_transport_stdio::StdioChild>), String> {
+    async fn connect(
+        self: &Arc<Self>,
+        hub: Weak<dyn Hub>,
+    ) -> Result<(Client, Option<mcp_transport_stdio::StdioChild>), String> {
         let (transport, child) = connect_transport(&self.config).await?;
-        let handler = Arc::new(UpstreamHandler { hub, index: self.index });
+        let handler = Arc::new(UpstreamHandler { hub, upstream: Arc::downgrade(self) });
         let opts = ClientOptions {
             generation: match self.config.generation {
                 UpstreamGeneration::Legacy => Generation::Legacy,
@@ -419,7 +448,7 @@ pub(crate) async fn connect_transport(
 /// Serves what an upstream sends to the gateway as its client.
 struct UpstreamHandler {
     hub: Weak<dyn Hub>,
-    index: usize,
+    upstream: Weak<Upstream>,
 }
 
 impl Handler for UpstreamHandler {
@@ -433,18 +462,19 @@ impl Handler for UpstreamHandler {
                 mcp_transport_core::message::to_raw(&json!({})).map_err(ErrorObject::internal),
             ));
         }
-        match self.hub.upgrade() {
-            Some(hub) => {
-                let span = tracing::debug_span!("upstream_request", method = %req.method, upstream = self.index);
-                Box::pin(hub.upstream_request(self.index, req).instrument(span))
+        match (self.hub.upgrade(), self.upstream.upgrade()) {
+            (Some(hub), Some(upstream)) => {
+                let span =
+                    tracing::debug_span!("upstream_request", method = %req.method, upstream = %upstream.config.name);
+                Box::pin(hub.upstream_request(&upstream, req).instrument(span))
             }
-            None => Box::pin(std::future::ready(Err(ErrorObject::internal("the gateway has stopped")))),
+            _ => Box::pin(std::future::ready(Err(ErrorObject::internal("the gateway has stopped")))),
         }
     }
 
     fn handle_notification(&self, n: Notification, _peer: &Peer) {
-        if let Some(hub) = self.hub.upgrade() {
-            hub.upstream_notification(self.index, n);
+        if let (Some(hub), Some(upstream)) = (self.hub.upgrade(), self.upstream.upgrade()) {
+            hub.upstream_notification(&upstream, n);
         }
     }
 }
@@ -462,6 +492,7 @@ mod tests {
                 .upstreams
                 .remove(0),
             BreakerConfig::default(),
+            CancellationToken::new(),
         );
         let n = |m: &str| Notification::new(m, &json!({})).unwrap();
         assert!(u.queue_refresh(n("notifications/tools/list_changed")), "the first starts a refresh");

@@ -77,6 +77,22 @@ fn seq_of<'a>(v: &'a Yaml, what: &str) -> &'a [Yaml] {
 }
 
 /// The port of a `host:port` address or of a URL's authority.
+/// The `mcpt` subcommand of an argument list: the first argument after the global options
+/// (`--log-format FORMAT`, and flags such as `--quiet`), if any.
+fn subcommand<'a>(args: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut args = args.into_iter();
+    while let Some(a) = args.next() {
+        match a {
+            "--log-format" => {
+                args.next();
+            }
+            flag if flag.starts_with('-') => {}
+            sub => return Some(sub),
+        }
+    }
+    None
+}
+
 fn port_of(addr_or_url: &str) -> u16 {
     let after_scheme = addr_or_url.split_once("://").map_or(addr_or_url, |(_, rest)| rest);
     let authority = after_scheme.split('/').next().unwrap_or_default();
@@ -151,7 +167,7 @@ fn the_compose_gateway_config_loads_and_matches_the_compose_file() {
 
     // The gateway runs with this file as its --config.
     let gw = command("gateway");
-    assert_eq!(gw.first().map(String::as_str), Some("gateway"), "gateway service: command {gw:?}");
+    assert_eq!(subcommand(gw.iter().map(String::as_str)), Some("gateway"), "gateway service: command {gw:?}");
     let config_path = gw.iter().skip_while(|a| *a != "--config").nth(1).expect("gateway service: --config FILE");
     let mounts: Vec<&str> =
         seq_of(&service("gateway")["volumes"], "gateway: volumes").iter().map(|v| str_of(v, "volume")).collect();
@@ -176,7 +192,7 @@ fn the_compose_gateway_config_loads_and_matches_the_compose_file() {
         let UpstreamTarget::Url(url) = &u.target else { panic!("upstream {}: expected a URL", u.name) };
         let host = host_of(url);
         let args = command(host);
-        assert_eq!(args.first().map(String::as_str), Some("serve"), "service {host}: not `mcpt serve`");
+        assert_eq!(subcommand(args.iter().map(String::as_str)), Some("serve"), "service {host}: not `mcpt serve`");
         let listens: Vec<&String> = args.iter().filter(|a| a.contains("://")).collect();
         let same = |l: &&String| {
             let (scheme, _) = l.split_once("://").unwrap();
@@ -244,7 +260,7 @@ fn the_kubernetes_configmap_carries_a_loadable_config_that_matches_the_deploymen
     let containers = seq_of(&pod["containers"], "containers");
     let container = containers
         .iter()
-        .find(|c| seq_of(&c["args"], "args").first().and_then(Yaml::as_str) == Some("gateway"))
+        .find(|c| subcommand(seq_of(&c["args"], "args").iter().filter_map(Yaml::as_str)) == Some("gateway"))
         .expect("a container running `mcpt gateway`");
     let sc = &container["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "container: readOnlyRootFilesystem");
