@@ -43,6 +43,10 @@ pub(crate) struct BridgeArgs {
     /// Allow ws:// and http:// listeners on non-loopback addresses (unencrypted).
     #[arg(long)]
     insecure: bool,
+    /// Require TLS client certificates issued by these CAs (PEM) on wss:// and quic://
+    /// listeners.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
     /// TLS certificate chain (PEM) for wss://, https:// and quic:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -64,6 +68,7 @@ pub(crate) async fn run(args: BridgeArgs) -> Result<(), String> {
         allowed_uids: None,
         param_headers: None,
         insecure: args.insecure,
+        client_ca: args.client_ca,
     };
     let on_connection: OnConnection = Arc::new(move |downstream| {
         let span = tracing::info_span!("bridge", peer = %downstream.peer.address, upstream = %connector.describe());

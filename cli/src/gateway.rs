@@ -22,6 +22,10 @@ pub(crate) struct GatewayArgs {
     /// Allow ws:// and http:// listeners on non-loopback addresses (unencrypted).
     #[arg(long)]
     insecure: bool,
+    /// Require TLS client certificates issued by these CAs (PEM) on wss:// and quic://
+    /// listeners.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
     /// TLS certificate chain (PEM) for wss://, https:// and quic:// listeners.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -56,6 +60,7 @@ pub(crate) async fn run(args: GatewayArgs) -> Result<(), String> {
         allowed_uids: None,
         param_headers: None,
         insecure: args.insecure,
+        client_ca: args.client_ca,
     };
     let serving = gateway.clone();
     let on_connection: OnConnection = Arc::new(move |transport| {

@@ -48,6 +48,10 @@ pub(crate) struct ServeArgs {
     /// Allow ws:// and http:// listeners on non-loopback addresses (unencrypted).
     #[arg(long)]
     insecure: bool,
+    /// Require TLS client certificates issued by these CAs (PEM) on wss:// and quic://
+    /// listeners.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -95,6 +99,9 @@ pub(crate) struct ListenSettings {
     pub(crate) param_headers: Option<ParamHeaderLookup>,
     /// Allow plaintext ws:// and http:// listeners on addresses other than loopback.
     pub(crate) insecure: bool,
+    /// CA certificates (PEM) that client certificates must chain to on wss:// and quic://
+    /// listeners; clients must then present one.
+    pub(crate) client_ca: Option<std::path::PathBuf>,
 }
 
 /// Refuses a plaintext (`ws://`, `http://`) listener bound beyond loopback unless `insecure`:
@@ -176,7 +183,12 @@ pub(crate) async fn listen_all(
                     (None, true) => return Err(format!("{url}: wss:// needs --tls-cert and --tls-key")),
                     _ => None,
                 };
-                let config = WsConfig { limits, tls, ..WsConfig::default() };
+                let client_auth = match (&settings.client_ca, url.starts_with("wss:")) {
+                    (Some(ca), true) => mcp_transport_ws::ClientAuth::required_from_pem_file(ca)
+                        .map_err(|e| format!("{url}: --client-ca {}: {e}", ca.display()))?,
+                    _ => mcp_transport_ws::ClientAuth::None,
+                };
+                let config = WsConfig { limits, tls, client_auth, ..WsConfig::default() };
                 let listener = WsListener::bind(url.as_str(), config).await.map_err(|e| format!("{url}: {e}"))?;
                 tracing::info!(endpoint = %listener.url(), "listening");
                 tasks.spawn(accept_loop(Arc::new(listener), on, |l| async move { l.accept().await }));
@@ -208,6 +220,7 @@ pub(crate) async fn listen_all(
                     ..QuicServerConfig::default()
                 };
                 config.settings.limits = limits;
+                config.client_ca = settings.client_ca.clone();
                 if let Some((cert, key)) = tls {
                     config.identity =
                         ServerIdentity::Files(CertificateFiles { cert_chain: cert.clone(), private_key: key.clone() });
@@ -238,6 +251,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), String> {
         allowed_uids: (!args.allow_uids.is_empty()).then_some(args.allow_uids),
         param_headers: Some(param_headers),
         insecure: args.insecure,
+        client_ca: args.client_ca,
     };
     let on_connection: OnConnection = Arc::new(move |transport| {
         Some(until_closed(ServerSession::serve(app.clone(), transport, PeerConfig::default())))

@@ -28,6 +28,8 @@ pub enum Credentials {
     BearerToken(String),
     /// A principal the caller authenticated by other means; must be a configured name.
     Principal(String),
+    /// The SHA-256 fingerprint of a TLS client certificate the transport verified.
+    ClientCertificate([u8; 32]),
 }
 
 /// A resolved principal and its allow-lists.
@@ -147,6 +149,15 @@ impl Authenticator {
                 }
             }
             Credentials::Principal(name) => self.by_name(name).map(Identity::lasting),
+            Credentials::ClientCertificate(fingerprint) => self
+                .principals
+                .iter()
+                .find(|(c, _)| c.cert_sha256.contains(fingerprint))
+                .map(|(_, p)| Identity::lasting(p.clone()))
+                .ok_or_else(|| {
+                    let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+                    format!("the client certificate sha256:{hex} matches no principal")
+                }),
             Credentials::None => {
                 if let Some(uid) = uid
                     && let Some((_, p)) = self.principals.iter().find(|(c, _)| c.uids.contains(&uid))
@@ -195,10 +206,25 @@ upstreams = ["crm"]
 name = "bob"
 uids = [1234]
 tools = ["files__read*", "crm__search"]
+[[principal]]
+name = "carol"
+cert_sha256 = ["sha256:{}"]
 "#,
-            token_digest_hex("s3cret")
+            token_digest_hex("s3cret"),
+            CAROL_CERT.chunks(1).map(|b| format!("{:02X}", b[0])).collect::<Vec<_>>().join(":")
         );
         Authenticator::new(&GatewayConfig::parse(&text, "t.toml").unwrap())
+    }
+
+    const CAROL_CERT: [u8; 32] = [0xc4; 32];
+
+    #[test]
+    fn client_certificates_resolve_by_fingerprint() {
+        let a = auth();
+        let carol = a.resolve(&Credentials::ClientCertificate(CAROL_CERT), None).unwrap();
+        assert_eq!(carol.principal.name, "carol");
+        let e = a.resolve(&Credentials::ClientCertificate([1; 32]), None).unwrap_err();
+        assert!(e.contains("sha256:0101") && e.contains("matches no principal"), "{e}");
     }
 
     #[test]

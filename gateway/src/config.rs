@@ -153,6 +153,9 @@ pub struct PrincipalConfig {
     pub token_sha256: Vec<[u8; 32]>,
     /// Unix user ids that identify it on Unix-socket connections.
     pub uids: Vec<u32>,
+    /// SHA-256 fingerprints of the TLS client certificates that identify it (QUIC with a client
+    /// CA, `wss://` with client authentication).
+    pub cert_sha256: Vec<[u8; 32]>,
     /// The upstreams it may use (`None`: all).
     pub upstreams: Option<Vec<String>>,
     /// The namespaced tools it may use, exact or ending in `*` (`None`: all).
@@ -289,6 +292,8 @@ struct RawPrincipal {
     token_sha256: Vec<Spanned<String>>,
     #[serde(default)]
     uids: Vec<u32>,
+    #[serde(default)]
+    cert_sha256: Vec<Spanned<String>>,
     upstreams: Option<Vec<Spanned<String>>>,
     tools: Option<Vec<Spanned<String>>>,
     token_budget: Option<Spanned<RawTokenBudget>>,
@@ -574,6 +579,7 @@ impl GatewayConfig {
         let mut pnames = HashSet::new();
         let mut tokens = HashSet::new();
         let mut uids = HashSet::new();
+        let mut certs = HashSet::new();
         for p in &raw.principals {
             let name = p.name.get_ref();
             if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
@@ -596,7 +602,19 @@ impl GatewayConfig {
                     return Err(src.error(p.name.span(), format!("uid {uid} is given to more than one principal")));
                 }
             }
-            if p.token_sha256.is_empty() && p.uids.is_empty() {
+            let mut cert_sha256 = Vec::new();
+            for c in &p.cert_sha256 {
+                // Accept the forms certificate tools print: `sha256:` prefix, colons, any case.
+                let text = c.get_ref().trim();
+                let text = text.strip_prefix("sha256:").or_else(|| text.strip_prefix("SHA256:")).unwrap_or(text);
+                let hex: String = text.chars().filter(|ch| *ch != ':').collect();
+                let digest = parse_sha256(&hex).map_err(|e| src.error(c.span(), format!("cert_sha256: {e}")))?;
+                if !certs.insert(digest) {
+                    return Err(src.error(c.span(), "this certificate fingerprint is given to more than one principal"));
+                }
+                cert_sha256.push(digest);
+            }
+            if p.token_sha256.is_empty() && p.uids.is_empty() && p.cert_sha256.is_empty() {
                 // Unless a JWT maps to it (checked once `[jwt]` is read).
                 no_credentials.push((name.clone(), p.name.span()));
             }
@@ -659,6 +677,7 @@ impl GatewayConfig {
                 name: name.clone(),
                 token_sha256,
                 uids: p.uids.clone(),
+                cert_sha256,
                 upstreams: upstreams_allowed,
                 tools,
                 token_budget,
@@ -676,7 +695,9 @@ impl GatewayConfig {
             if !by_jwt {
                 return Err(src.error(
                     span,
-                    format!("principal {name:?} has neither token_sha256 nor uids, and no jwt.subjects maps to it"),
+                    format!(
+                        "principal {name:?} has no token_sha256, uids or cert_sha256, and no jwt.subjects maps to it"
+                    ),
                 ));
             }
         }

@@ -399,8 +399,8 @@ impl Gateway {
 
     /// Serves one downstream connection until it ends. The principal comes from
     /// `credentials`, else from the bearer token the connection presented
-    /// (`transport.peer.bearer_token`: a digest in the config or a JWT), else from the Unix peer
-    /// uid (`transport.peer.credentials`), else is `anonymous` when allowed. Returns the session's peer (its `closed()` resolves when the
+    /// (`transport.peer.bearer_token`: a digest in the config or a JWT), else from its verified
+    /// TLS client certificate (`cert_sha256`), else from the Unix peer uid (`transport.peer.credentials`), else is `anonymous` when allowed. Returns the session's peer (its `closed()` resolves when the
     /// connection ends).
     ///
     /// The credentials are resolved again at every [`Gateway::reload`]: a session whose
@@ -415,11 +415,11 @@ impl Gateway {
         // Explicit credentials win; otherwise the bearer token the connection presented
         // (WebSocket upgrade, Streamable HTTP request), if any.
         let credentials = match credentials {
-            Credentials::None => transport
-                .peer
-                .bearer_token
-                .as_ref()
-                .map_or(Credentials::None, |t| Credentials::BearerToken(t.as_str().to_owned())),
+            Credentials::None => match (&transport.peer.bearer_token, &transport.peer.client_certificate) {
+                (Some(token), _) => Credentials::BearerToken(token.as_str().to_owned()),
+                (None, Some(cert)) => Credentials::ClientCertificate(cert.sha256),
+                (None, None) => Credentials::None,
+            },
             explicit => explicit,
         };
         let uid = transport.peer.credentials.map(|c| c.uid);

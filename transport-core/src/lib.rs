@@ -23,4 +23,6 @@ pub mod testing;
 pub use codec::{Codec, Format, Framing};
 pub use error::Error;
 pub use message::{ErrorObject, Id, Incoming, InvalidMessage, Message, Notification, RawValue, Request, Response};
-pub use transport::{Authorize, BearerToken, Limits, PeerCredentials, PeerInfo, Receiver, Sender, Transport};
+pub use transport::{
+    Authorize, BearerToken, ClientCertificate, Limits, PeerCredentials, PeerInfo, Receiver, Sender, Transport,
+};

@@ -41,7 +41,7 @@ pub async fn connect_url(url: &QuicUrl, config: &QuicClientConfig) -> Result<Tra
         return Err(setup_err(source));
     }
     span.in_scope(|| tracing::debug!("connected"));
-    let peer = peer_info(&conn);
+    let peer = peer_info(&conn, Side::Client);
     let guard = Arc::new(ConnGuard::new(conn, Some(endpoint), span));
     let limits = config.settings.limits;
     Ok(match config.mode {

@@ -121,7 +121,9 @@ pub struct QuicServerConfig {
     /// The certificate (default: self-signed for `localhost`, `127.0.0.1` and `::1`).
     pub identity: ServerIdentity,
     /// Require a client certificate issued by one of the CA certificates in this PEM file
-    /// (mutual TLS). `None` (the default) asks for no client certificate.
+    /// (mutual TLS); accepted transports carry it in
+    /// [`PeerInfo::client_certificate`](mcp_transport_core::PeerInfo::client_certificate).
+    /// `None` (the default) asks for no client certificate.
     pub client_ca: Option<PathBuf>,
     /// Connection settings; `keep_alive_interval` defaults to none here.
     pub settings: QuicSettings,

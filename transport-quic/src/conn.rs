@@ -7,13 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use mcp_transport_core::transport::{BoxFuture, from_io};
+use mcp_transport_core::transport::{BoxFuture, ClientCertificate, from_io};
 use mcp_transport_core::{Codec, Limits, PeerInfo, Transport};
+use quinn::rustls::pki_types::CertificateDer;
 use quinn::{ConnectionError, ReadError, RecvStream, SendStream, VarInt};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::Span;
 
 use crate::error_codes;
+use crate::mux::Side;
 
 /// How long a dropped transport keeps its connection open so that data already written
 /// reaches the peer (its acknowledgement is awaited) before closing it.
@@ -303,7 +306,20 @@ pub(crate) fn refuse_extra_streams(conn: quinn::Connection, span: Span) {
     });
 }
 
-/// Describes the peer of a connection.
-pub(crate) fn peer_info(conn: &quinn::Connection) -> PeerInfo {
-    PeerInfo::new(conn.remote_address().to_string())
+/// Describes the peer of a connection: its address and, on the server side when the client
+/// presented one (mutual TLS), its end-entity certificate.
+pub(crate) fn peer_info(conn: &quinn::Connection, side: Side) -> PeerInfo {
+    let peer = PeerInfo::new(conn.remote_address().to_string());
+    match side {
+        Side::Server => peer.with_client_certificate(client_certificate(conn)),
+        Side::Client => peer,
+    }
+}
+
+/// The end-entity certificate the peer presented in the handshake, if any.
+fn client_certificate(conn: &quinn::Connection) -> Option<ClientCertificate> {
+    let identity = conn.peer_identity()?;
+    let chain = identity.downcast_ref::<Vec<CertificateDer<'static>>>()?;
+    let leaf = chain.first()?;
+    Some(ClientCertificate::new(Sha256::digest(leaf.as_ref()).into(), ClientCertificate::subject_from_der(leaf)))
 }

@@ -117,7 +117,9 @@
 //! - Mutual TLS: with [`QuicServerConfig::client_ca`] the server requires a client certificate
 //!   issued by one of those CAs; a client without one fails the TLS handshake (TLS 1.3 lets the
 //!   client finish first, so the failure may show as the first receive error rather than from
-//!   [`connect`]).
+//!   [`connect`]). The accepted transport's
+//!   [`PeerInfo::client_certificate`](mcp_transport_core::PeerInfo::client_certificate)
+//!   carries the certificate's SHA-256 fingerprint and subject.
 //! - 0-RTT is off by default. With [`QuicSettings::zero_rtt`] on both sides, a client resuming a
 //!   session sends its first messages in the first flight and the server acts on them before
 //!   the handshake completes. Such early data is not protected against replay: anyone who

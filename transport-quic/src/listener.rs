@@ -116,7 +116,10 @@ impl QuicListener {
     }
 
     /// Waits for the next connection that completed its handshake and opened its first stream,
-    /// and returns its transport.
+    /// and returns its transport. Its [`PeerInfo::address`](mcp_transport_core::PeerInfo::address)
+    /// is the client's socket address and, with [`QuicServerConfig::client_ca`] (mutual TLS),
+    /// its [`PeerInfo::client_certificate`](mcp_transport_core::PeerInfo::client_certificate)
+    /// the verified certificate the client presented.
     ///
     /// Failed handshakes are logged and skipped. Cancel-safe: dropping the future loses no
     /// connection. Several tasks may accept at once.
@@ -226,7 +229,7 @@ async fn handshake(
         }
     };
     tracing::debug!("connection accepted");
-    let peer = peer_info(&conn);
+    let peer = peer_info(&conn, Side::Server);
     let guard = Arc::new(ConnGuard::new(conn.clone(), None, tracing::Span::current()));
     Some(match mode {
         Mode::Session => {

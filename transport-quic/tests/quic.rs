@@ -536,7 +536,8 @@ async fn mtls_without_a_client_certificate_is_refused() {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let mut client_params = rcgen::CertificateParams::new(vec!["client".to_owned()]).expect("params");
     client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let (client_files, _, _) = write_pem(&dir, "client", client_params, Some(&issuer));
+    client_params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+    let (client_files, client_der, _) = write_pem(&dir, "client", client_params, Some(&issuer));
     let config = QuicServerConfig { client_ca: Some(ca_files.cert_chain.clone()), ..server_config(Mode::Session) };
     let listener = bind(config).await;
     let url = listener.url().to_string();
@@ -552,13 +553,46 @@ async fn mtls_without_a_client_certificate_is_refused() {
     };
     assert!(refused.contains("requires a client certificate"), "{refused}");
 
-    // With one issued by the CA: accepted.
+    // With one issued by the CA: accepted, and the server's transport names the certificate
+    // (in both modes: a request-mode listener also serves this session-mode client).
     let with_cert = QuicClientConfig { client_identity: Some(client_files), ..client_config(Mode::Session) };
     let (mut client, mut server) = pair_with(&listener, &with_cert).await;
+    let presented = server.peer.client_certificate.clone().expect("the client certificate");
+    assert_eq!(&presented.sha256, Fingerprint::of_certificate(&client_der).as_bytes());
+    assert_eq!(format!("sha256:{}", presented.fingerprint_hex()), Fingerprint::of_certificate(&client_der).to_string());
+    assert_eq!(presented.subject.as_deref(), Some("alice"));
+    assert_eq!(client.peer.client_certificate, None, "the client side carries no client certificate");
     client.sender.send(request(1, 1)).await.expect("send");
     assert_eq!(id_of(&next_message(&mut server).await), 1);
     server.sender.send(request(2, 1)).await.expect("send");
     assert_eq!(id_of(&next_message(&mut client).await), 2);
+
+    let config = QuicServerConfig { client_ca: Some(ca_files.cert_chain.clone()), ..server_config(Mode::Request) };
+    let listener = bind(config).await;
+    let with_cert = QuicClientConfig { mode: Mode::Request, ..with_cert };
+    let (_client, server) = pair_with(&listener, &with_cert).await;
+    assert_eq!(server.peer.client_certificate.as_ref(), Some(&presented));
+}
+
+#[tokio::test]
+async fn without_mtls_the_peer_has_no_client_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let (_, _, ca_key) = write_pem(&dir, "ca", ca_params.clone(), None);
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let mut client_params = rcgen::CertificateParams::new(vec!["client".to_owned()]).expect("params");
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let (client_files, _, _) = write_pem(&dir, "client", client_params, Some(&issuer));
+    let listener = bind(server_config(Mode::Session)).await;
+    // A client with no certificate, and one that has a certificate the server does not ask for.
+    for identity in [None, Some(client_files)] {
+        let config = QuicClientConfig { client_identity: identity, ..client_config(Mode::Session) };
+        let (client, mut server) = pair_with(&listener, &config).await;
+        assert_eq!(server.peer.client_certificate, None);
+        client.sender.send(request(1, 1)).await.expect("send");
+        assert_eq!(id_of(&next_message(&mut server).await), 1);
+    }
 }
 
 #[tokio::test]

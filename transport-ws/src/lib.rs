@@ -20,7 +20,11 @@
 //!
 //! For `wss://`, give the listener a certificate and key
 //! ([`tls::server_config_from_pem_files`]) and the client the certificates it trusts
-//! ([`ClientTls`]: the system roots by default, or a PEM file).
+//! ([`ClientTls`]: the system roots by default, or a PEM file). To ask clients for a
+//! certificate (mutual TLS), set [`WsConfig::client_auth`] to [`ClientAuth::Required`] or
+//! [`ClientAuth::Optional`] with the PEM of the CAs that issue them; the accepted transport's
+//! [`PeerInfo::client_certificate`](mcp_transport_core::PeerInfo::client_certificate) then
+//! carries the certificate's SHA-256 fingerprint and subject.
 //!
 //! # Wire contract
 //!
@@ -162,7 +166,7 @@ use mcp_transport_core::{Authorize, Limits};
 pub use client::connect;
 pub use frame::close_code;
 pub use listener::{ListenAddr, WsListener};
-pub use tls::ClientTls;
+pub use tls::{ClientAuth, ClientTls};
 /// The rustls crate this one uses, for building TLS configurations by hand.
 pub use tokio_rustls::rustls;
 
@@ -218,6 +222,10 @@ pub struct WsConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Which `Origin`s are allowed (default: loopback pages only).
     pub allowed_origins: OriginPolicy,
+    /// Whether `wss://` clients are asked for a TLS certificate (default
+    /// [`ClientAuth::None`]); needs [`WsConfig::tls`], which the listener rebuilds with the
+    /// verifier at bind (see [`ClientAuth::apply`]).
+    pub client_auth: ClientAuth,
     /// A bearer token every client must present (`Authorization: Bearer <token>`); `None`
     /// (the default) asks for none.
     pub bearer_token: Option<String>,
@@ -253,6 +261,7 @@ impl Default for WsConfig {
             limits: Limits::default(),
             max_frame_size: mcp_transport_core::codec::DEFAULT_MAX_MESSAGE_SIZE,
             tls: None,
+            client_auth: ClientAuth::None,
             allowed_origins: OriginPolicy::Loopback,
             bearer_token: None,
             authorize: None,
@@ -273,6 +282,7 @@ impl std::fmt::Debug for WsConfig {
             .field("limits", &self.limits)
             .field("max_frame_size", &self.max_frame_size)
             .field("tls", &self.tls.is_some())
+            .field("client_auth", &self.client_auth)
             .field("allowed_origins", &self.allowed_origins)
             .field("bearer_token", &self.bearer_token.as_ref().map(|_| "<redacted>"))
             .field("authorize", &self.authorize.is_some())

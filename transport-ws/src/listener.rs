@@ -14,8 +14,9 @@ use tracing::Instrument;
 use crate::conn::{ConnParams, build};
 use crate::frame::Role;
 use crate::handshake::{ServerFailure, ServerPolicy, Upgraded, server_upgrade, token_digest};
+use crate::tls::client_certificate;
 use crate::url::WsUrl;
-use crate::{Error, WsConfig};
+use crate::{ClientAuth, Error, WsConfig};
 
 /// Where a [`WsListener`] binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +121,11 @@ impl WsListener {
             msgpack: config.msgpack,
             authorize: config.authorize.clone(),
         };
-        let tls = config.tls.clone().map(TlsAcceptor::from);
+        let tls = match (&config.tls, &config.client_auth) {
+            (None, ClientAuth::None) => None,
+            (None, _) => return Err(Error::Config("WsConfig::client_auth needs WsConfig::tls (wss://)".into())),
+            (Some(tls), auth) => Some(TlsAcceptor::from(auth.apply(tls)?)),
+        };
         let ctx = Arc::new(ServerCtx { policy, tls, config });
         let (tx, rx) = mpsc::channel(ctx.config.max_pending_handshakes.clamp(1, 1024));
         let span = tracing::info_span!("ws_listener", address = %url);
@@ -141,8 +146,10 @@ impl WsListener {
     }
 
     /// Waits for the next upgraded connection and returns its transport. Its
-    /// [`PeerInfo::address`] is the client's socket address and its [`PeerInfo::bearer_token`]
-    /// the token of the upgrade request's `Authorization: Bearer` header, if any.
+    /// [`PeerInfo::address`] is the client's socket address, its [`PeerInfo::bearer_token`]
+    /// the token of the upgrade request's `Authorization: Bearer` header, if any, and its
+    /// [`PeerInfo::client_certificate`] the certificate the client presented, if
+    /// [`WsConfig::client_auth`] asked for one and it gave one.
     ///
     /// Cancel-safe: dropping the future loses no connection. Several tasks may accept at once.
     pub async fn accept(&self) -> Result<Transport, Error> {
@@ -214,7 +221,9 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) -> Resu
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let info = |bearer_token| PeerInfo::new(peer.to_string()).with_bearer_token(bearer_token);
+    let info = |bearer_token, certificate| {
+        PeerInfo::new(peer.to_string()).with_bearer_token(bearer_token).with_client_certificate(certificate)
+    };
     let params = |format| ConnParams {
         role: Role::Server,
         format,
@@ -231,15 +240,19 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, ctx: &ServerCtx) -> Resu
                 server_upgrade(&mut stream, &ctx.policy).await.map_err(Failure::Server)?;
             tracing::debug!(subprotocol = format.subprotocol(), bearer = bearer_token.is_some(), "upgraded");
             let (read, write) = stream.into_split();
-            Ok(build(read, write, leftover, params(format), info(bearer_token)))
+            Ok(build(read, write, leftover, params(format), info(bearer_token, None)))
         }
         Some(acceptor) => {
             let mut tls = acceptor.accept(stream).await.map_err(Failure::Tls)?;
+            let certificate = client_certificate(tls.get_ref().1);
+            if let Some(c) = &certificate {
+                tracing::debug!(fingerprint = %c.fingerprint_hex(), subject = ?c.subject, "client certificate");
+            }
             let Upgraded { format, leftover, bearer_token } =
                 server_upgrade(&mut tls, &ctx.policy).await.map_err(Failure::Server)?;
             tracing::debug!(subprotocol = format.subprotocol(), bearer = bearer_token.is_some(), "upgraded");
             let (read, write) = tokio::io::split(tls);
-            Ok(build(read, write, leftover, params(format), info(bearer_token)))
+            Ok(build(read, write, leftover, params(format), info(bearer_token, certificate)))
         }
     }
 }

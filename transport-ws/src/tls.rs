@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use mcp_transport_core::transport::ClientCertificate;
+use sha2::{Digest, Sha256};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 
 use crate::Error;
@@ -100,11 +103,111 @@ pub fn client_config_system_roots() -> Result<Arc<ClientConfig>, Error> {
 }
 
 fn roots_from_pem(pem: &[u8], source: &str) -> Result<RootCertStore, Error> {
+    roots_named(pem, source, "trusted certificates")
+}
+
+fn roots_named(pem: &[u8], source: &str, what: &'static str) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
-    for cert in certificates(pem, source)? {
-        roots.add(cert).map_err(|e| pem_error("trusted certificates", source, e))?;
+    for cert in certificates(pem, source).map_err(|e| match e {
+        Error::Pem { from, reason, .. } => Error::Pem { what, from, reason },
+        other => other,
+    })? {
+        roots.add(cert).map_err(|e| pem_error(what, source, e))?;
     }
     Ok(roots)
+}
+
+/// Whether a `wss://` listener asks clients for a TLS certificate (mutual TLS), and which CAs
+/// may issue it. A client certificate that does not chain to one of the CAs, or has expired,
+/// fails the TLS handshake in every mode. The accepted transport's
+/// [`PeerInfo::client_certificate`](mcp_transport_core::PeerInfo::client_certificate)
+/// carries the certificate the client presented.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Ask for no certificate (the default).
+    #[default]
+    None,
+    /// Ask for a certificate issued by one of the CA certificates in this PEM bundle; clients
+    /// that present none are accepted too (their transport has no client certificate).
+    Optional(Vec<u8>),
+    /// Require a certificate issued by one of the CA certificates in this PEM bundle; a client
+    /// that presents none fails the TLS handshake.
+    Required(Vec<u8>),
+}
+
+impl ClientAuth {
+    /// [`ClientAuth::Optional`] with the CA certificates of a PEM file.
+    pub fn optional_from_pem_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Ok(Self::Optional(read(path.as_ref(), "client CA certificates")?))
+    }
+
+    /// [`ClientAuth::Required`] with the CA certificates of a PEM file.
+    pub fn required_from_pem_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Ok(Self::Required(read(path.as_ref(), "client CA certificates")?))
+    }
+
+    /// `config` with this client-certificate verification; `config` itself when
+    /// [`ClientAuth::None`].
+    ///
+    /// rustls does not let a verifier be swapped into a built configuration, so this builds a
+    /// new one with `config`'s crypto provider, certificate resolver and every public setting
+    /// (ALPN, session storage, tickets, key log, fragment size, early data, certificate
+    /// compression, …). Its protocol versions cannot be read back: the result allows rustls's
+    /// safe defaults (TLS 1.2 and 1.3), which is what this module's server configurations use.
+    pub fn apply(&self, config: &Arc<ServerConfig>) -> Result<Arc<ServerConfig>, Error> {
+        let (pem, optional) = match self {
+            ClientAuth::None => return Ok(config.clone()),
+            ClientAuth::Optional(pem) => (pem, true),
+            ClientAuth::Required(pem) => (pem, false),
+        };
+        let roots = roots_named(pem, "WsConfig::client_auth", "client CA certificates")?;
+        let provider = config.crypto_provider().clone();
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        if optional {
+            verifier = verifier.allow_unauthenticated();
+        }
+        let verifier = verifier
+            .build()
+            .map_err(|e| Error::Config(format!("WsConfig::client_auth: client CA certificates: {e}")))?;
+        let mut rebuilt = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS versions: {e}")))?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(config.cert_resolver.clone());
+        rebuilt.ignore_client_order = config.ignore_client_order;
+        rebuilt.max_fragment_size = config.max_fragment_size;
+        rebuilt.session_storage = config.session_storage.clone();
+        rebuilt.ticketer = config.ticketer.clone();
+        rebuilt.alpn_protocols = config.alpn_protocols.clone();
+        rebuilt.key_log = config.key_log.clone();
+        rebuilt.enable_secret_extraction = config.enable_secret_extraction;
+        rebuilt.max_early_data_size = config.max_early_data_size;
+        rebuilt.send_half_rtt_data = config.send_half_rtt_data;
+        rebuilt.send_tls13_tickets = config.send_tls13_tickets;
+        rebuilt.max_tls13_tickets = config.max_tls13_tickets;
+        rebuilt.require_ems = config.require_ems;
+        rebuilt.time_provider = config.time_provider.clone();
+        rebuilt.cert_compressors = config.cert_compressors.clone();
+        rebuilt.cert_compression_cache = config.cert_compression_cache.clone();
+        rebuilt.cert_decompressors = config.cert_decompressors.clone();
+        Ok(Arc::new(rebuilt))
+    }
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::None => f.write_str("None"),
+            ClientAuth::Optional(pem) => write!(f, "Optional({} bytes of PEM)", pem.len()),
+            ClientAuth::Required(pem) => write!(f, "Required({} bytes of PEM)", pem.len()),
+        }
+    }
+}
+
+/// The end-entity certificate a client presented in a server-side TLS session.
+pub(crate) fn client_certificate(session: &rustls::ServerConnection) -> Option<ClientCertificate> {
+    let leaf = session.peer_certificates()?.first()?;
+    Some(ClientCertificate::new(Sha256::digest(leaf.as_ref()).into(), ClientCertificate::subject_from_der(leaf)))
 }
 
 fn client_config_with(roots: RootCertStore) -> Result<Arc<ClientConfig>, Error> {

@@ -146,12 +146,16 @@ pub struct PeerInfo {
     /// The bearer token the peer presented in `Authorization`, on HTTP-based server transports
     /// (WebSocket upgrade, Streamable HTTP session or request).
     pub bearer_token: Option<BearerToken>,
+    /// The certificate the peer presented in the TLS handshake, on TLS server transports that
+    /// ask for one (QUIC with a client CA, `wss://` with client authentication). It has been
+    /// verified against the server's client CAs before the transport is handed out.
+    pub client_certificate: Option<ClientCertificate>,
 }
 
 impl PeerInfo {
     /// A peer known only by its printable `address`.
     pub fn new(address: impl Into<String>) -> Self {
-        Self { address: address.into(), credentials: None, bearer_token: None }
+        Self { address: address.into(), credentials: None, bearer_token: None, client_certificate: None }
     }
 
     /// Sets the operating-system credentials.
@@ -166,6 +170,218 @@ impl PeerInfo {
     pub fn with_bearer_token(mut self, bearer_token: Option<BearerToken>) -> Self {
         self.bearer_token = bearer_token;
         self
+    }
+
+    /// Sets the client certificate.
+    #[must_use]
+    pub fn with_client_certificate(mut self, client_certificate: Option<ClientCertificate>) -> Self {
+        self.client_certificate = client_certificate;
+        self
+    }
+}
+
+/// The end-entity certificate a TLS client presented, as a server sees it.
+///
+/// `Debug` prints the fingerprint (`sha256:` and 64 lowercase hexadecimal digits) and the
+/// subject. Compare [`ClientCertificate::sha256`] (or [`ClientCertificate::fingerprint_hex`])
+/// to identify a client: the subject is informational and any CA the server trusts may issue
+/// another certificate with the same one.
+#[derive(Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ClientCertificate {
+    /// The SHA-256 hash of the DER-encoded certificate.
+    pub sha256: [u8; 32],
+    /// The subject's common name, else the certificate's first subject alternative name
+    /// (DNS name, e-mail address, URI or IP address); `None` when it has neither or they are
+    /// not printable text of at most [`ClientCertificate::MAX_SUBJECT_LEN`] bytes.
+    pub subject: Option<String>,
+}
+
+impl ClientCertificate {
+    /// The longest subject kept, in bytes.
+    pub const MAX_SUBJECT_LEN: usize = 256;
+
+    /// A certificate known by the SHA-256 hash of its DER encoding and its subject.
+    pub fn new(sha256: [u8; 32], subject: Option<String>) -> Self {
+        Self { sha256, subject }
+    }
+
+    /// The fingerprint as 64 lowercase hexadecimal digits.
+    pub fn fingerprint_hex(&self) -> String {
+        let mut out = String::with_capacity(64);
+        for b in self.sha256 {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
+    }
+
+    /// Reads the subject of a DER-encoded X.509 certificate: the common name of its subject,
+    /// else its first subject alternative name (DNS name, e-mail address, URI or IP address).
+    /// `None` when the certificate has neither, when the value is not printable text of at most
+    /// [`ClientCertificate::MAX_SUBJECT_LEN`] bytes, or when the DER is malformed. Reads only
+    /// within `der` and allocates only the returned string, whatever the bytes.
+    pub fn subject_from_der(der: &[u8]) -> Option<String> {
+        der::subject(der)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("sha256", &format_args!("sha256:{}", self.fingerprint_hex()))
+            .field("subject", &self.subject)
+            .finish()
+    }
+}
+
+/// The few DER paths of an X.509 certificate that [`ClientCertificate::subject_from_der`] reads.
+mod der {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const OID: u8 = 0x06;
+    const BOOLEAN: u8 = 0x01;
+    const OCTET_STRING: u8 = 0x04;
+    const VERSION: u8 = 0xa0;
+    const EXTENSIONS: u8 = 0xa3;
+    /// id-at-commonName, 2.5.4.3.
+    const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    /// id-ce-subjectAltName, 2.5.29.17.
+    const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+
+    /// The elements of a DER sequence body, in order; stops at the first malformed one.
+    struct Elements<'a>(&'a [u8]);
+
+    impl<'a> Iterator for Elements<'a> {
+        type Item = (u8, &'a [u8]);
+
+        fn next(&mut self) -> Option<Self::Item> {
+            let parsed = element(self.0);
+            match parsed {
+                Some((tag, body, rest)) => {
+                    self.0 = rest;
+                    Some((tag, body))
+                }
+                None => {
+                    self.0 = &[];
+                    None
+                }
+            }
+        }
+    }
+
+    /// One element: its tag, its contents and what follows it. Only low tag numbers and
+    /// definite lengths of up to four bytes (all DER in a certificate) are read.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        if tag & 0x1f == 0x1f {
+            return None;
+        }
+        let (&first, mut rest) = rest.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for _ in 0..n {
+                let (&b, r) = rest.split_first()?;
+                len = (len << 8) | usize::from(b);
+                rest = r;
+            }
+            len
+        };
+        if len > rest.len() {
+            return None;
+        }
+        let (body, after) = rest.split_at(len);
+        Some((tag, body, after))
+    }
+
+    fn expect(input: &[u8], tag: u8) -> Option<&[u8]> {
+        match element(input)? {
+            (t, body, _) if t == tag => Some(body),
+            _ => None,
+        }
+    }
+
+    fn printable(bytes: &[u8]) -> Option<String> {
+        if bytes.is_empty() || bytes.len() > super::ClientCertificate::MAX_SUBJECT_LEN {
+            return None;
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        if text.chars().any(char::is_control) {
+            return None;
+        }
+        Some(text.to_owned())
+    }
+
+    /// UTF8String, PrintableString, IA5String or TeletexString (read as UTF-8).
+    fn directory_string(tag: u8, body: &[u8]) -> Option<String> {
+        match tag {
+            0x0c | 0x13 | 0x16 | 0x14 => printable(body),
+            _ => None,
+        }
+    }
+
+    fn common_name(subject: &[u8]) -> Option<String> {
+        Elements(subject).filter(|(tag, _)| *tag == SET).find_map(|(_, rdn)| {
+            Elements(rdn).filter(|(tag, _)| *tag == SEQUENCE).find_map(|(_, attribute)| {
+                let mut parts = Elements(attribute);
+                match (parts.next()?, parts.next()?) {
+                    ((OID, oid), (tag, value)) if oid == COMMON_NAME => directory_string(tag, value),
+                    _ => None,
+                }
+            })
+        })
+    }
+
+    fn first_alt_name(extensions: &[u8]) -> Option<String> {
+        let list = expect(extensions, SEQUENCE)?;
+        let (_, extension) = Elements(list).find(|(tag, body)| {
+            *tag == SEQUENCE && matches!(element(body), Some((OID, oid, _)) if oid == SUBJECT_ALT_NAME)
+        })?;
+        let mut parts = Elements(extension).skip(1);
+        let mut value = parts.next()?;
+        if value.0 == BOOLEAN {
+            value = parts.next()?;
+        }
+        if value.0 != OCTET_STRING {
+            return None;
+        }
+        let names = expect(value.1, SEQUENCE)?;
+        Elements(names).find_map(|(tag, name)| match tag {
+            // rfc822Name, dNSName, uniformResourceIdentifier
+            0x81 | 0x82 | 0x86 => printable(name),
+            // iPAddress
+            0x87 => match name.len() {
+                4 => <[u8; 4]>::try_from(name).ok().map(|a| std::net::Ipv4Addr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(name).ok().map(|a| std::net::Ipv6Addr::from(a).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    pub(super) fn subject(der: &[u8]) -> Option<String> {
+        let certificate = expect(der, SEQUENCE)?;
+        let tbs = expect(certificate, SEQUENCE)?;
+        let mut fields = Elements(tbs).peekable();
+        fields.next_if(|(tag, _)| *tag == VERSION);
+        // serialNumber, signature, issuer, validity
+        let mut fields = fields.skip(4);
+        let (tag, subject) = fields.next()?;
+        if tag != SEQUENCE {
+            return None;
+        }
+        common_name(subject).or_else(|| {
+            // subjectPublicKeyInfo, then the optional unique ids and extensions
+            fields.skip(1).find(|(tag, _)| *tag == EXTENSIONS).and_then(|(_, extensions)| first_alt_name(extensions))
+        })
     }
 }
 
@@ -359,5 +575,101 @@ mod tests {
         let peer = PeerInfo::new("x").with_bearer_token(Some(t));
         assert!(!format!("{peer:?}").contains("s3cret"));
         assert_eq!(peer.address, "x");
+    }
+
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match body.len() {
+            n @ 0..0x80 => out.push(n as u8),
+            n @ 0x80..0x100 => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A certificate-shaped DER document with the given subject and extensions.
+    fn certificate(subject: &[u8], extensions: Option<&[u8]>) -> Vec<u8> {
+        let mut tbs = tlv(0xa0, &tlv(0x02, &[2]));
+        tbs.extend(tlv(0x02, &[0x01, 0x02]));
+        tbs.extend(tlv(0x30, &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02])));
+        tbs.extend(tlv(0x30, &[]));
+        tbs.extend(tlv(0x30, &[tlv(0x17, b"250101000000Z"), tlv(0x17, b"350101000000Z")].concat()));
+        tbs.extend(tlv(0x30, subject));
+        tbs.extend(tlv(0x30, &tlv(0x30, &[])));
+        if let Some(ext) = extensions {
+            tbs.extend(tlv(0xa3, &tlv(0x30, ext)));
+        }
+        tlv(0x30, &[tlv(0x30, &tbs), tlv(0x30, &[]), tlv(0x03, &[0])].concat())
+    }
+
+    fn rdn(oid: &[u8], tag: u8, value: &[u8]) -> Vec<u8> {
+        tlv(0x31, &tlv(0x30, &[tlv(0x06, oid), tlv(tag, value)].concat()))
+    }
+
+    fn san(names: &[u8], critical: bool) -> Vec<u8> {
+        let mut ext = tlv(0x06, &[0x55, 0x1d, 0x11]);
+        if critical {
+            ext.extend(tlv(0x01, &[0xff]));
+        }
+        ext.extend(tlv(0x04, &tlv(0x30, names)));
+        tlv(0x30, &ext)
+    }
+
+    #[test]
+    fn client_certificate_subject_is_the_common_name_else_the_first_alt_name() {
+        let org = rdn(&[0x55, 0x04, 0x0a], 0x0c, b"Example Org");
+        let cn = rdn(&[0x55, 0x04, 0x03], 0x13, b"alice");
+        let other_ext = tlv(0x30, &[tlv(0x06, &[0x55, 0x1d, 0x13]), tlv(0x04, &tlv(0x30, &[]))].concat());
+        let names = [tlv(0x80, b"other"), tlv(0x82, b"bob.example"), tlv(0x87, &[10, 0, 0, 1])].concat();
+        let exts = [other_ext.clone(), san(&names, true)].concat();
+
+        let subject = |der: &[u8]| ClientCertificate::subject_from_der(der);
+        assert_eq!(subject(&certificate(&[org.clone(), cn].concat(), Some(&exts))), Some("alice".into()));
+        assert_eq!(subject(&certificate(&org, Some(&exts))), Some("bob.example".into()));
+        let ip_only = [other_ext, san(&tlv(0x87, &[192, 0, 2, 7]), false)].concat();
+        assert_eq!(subject(&certificate(&org, Some(&ip_only))), Some("192.0.2.7".into()));
+        assert_eq!(subject(&certificate(&org, None)), None);
+        // Not printable text, or too long: no subject.
+        assert_eq!(subject(&certificate(&rdn(&[0x55, 0x04, 0x03], 0x0c, b"a\nb"), None)), None);
+        let long = vec![b'a'; ClientCertificate::MAX_SUBJECT_LEN + 1];
+        assert_eq!(subject(&certificate(&rdn(&[0x55, 0x04, 0x03], 0x0c, &long), None)), None);
+    }
+
+    #[test]
+    fn client_certificate_subject_survives_any_truncation_or_corruption() {
+        let cn = rdn(&[0x55, 0x04, 0x03], 0x0c, b"alice");
+        let der = certificate(&cn, Some(&san(&tlv(0x82, b"bob"), false)));
+        assert_eq!(ClientCertificate::subject_from_der(&der), Some("alice".into()));
+        for end in 0..der.len() {
+            assert_eq!(ClientCertificate::subject_from_der(&der[..end]), None, "truncated at {end}");
+        }
+        for i in 0..der.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = der.clone();
+                bad[i] ^= flip;
+                let _ = ClientCertificate::subject_from_der(&bad);
+            }
+        }
+        assert_eq!(ClientCertificate::subject_from_der(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(ClientCertificate::subject_from_der(&[0x30, 0x85, 1, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn client_certificate_fingerprint_and_debug() {
+        let mut sha256 = [0u8; 32];
+        sha256[0] = 0xab;
+        sha256[31] = 0x0f;
+        let cert = ClientCertificate::new(sha256, Some("alice".into()));
+        let hex = cert.fingerprint_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.starts_with("ab00") && hex.ends_with("000f"), "{hex}");
+        assert_eq!(
+            format!("{cert:?}"),
+            format!("ClientCertificate {{ sha256: sha256:{hex}, subject: Some(\"alice\") }}")
+        );
+        let peer = PeerInfo::new("x").with_client_certificate(Some(cert.clone()));
+        assert_eq!(peer.client_certificate, Some(cert));
+        assert_eq!(PeerInfo::new("x").client_certificate, None);
     }
 }
