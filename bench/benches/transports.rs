@@ -9,7 +9,7 @@
 //!   32 KB / 1 MB). Throughput is the request plus response bytes of one round trip.
 //! - `in_flight/<transport>`: 1, 16 and 256 concurrent 1 KB `tools/call`s on one session,
 //!   timed until the last response; throughput in requests.
-//! - `pipelined`: one-way 284-byte `notifications/progress` messages on one Unix socket: the
+//! - `pipelined`: one-way 306-byte `notifications/progress` messages on one Unix socket: the
 //!   raw `UnixStream` floor (64 KiB writes, line reader) against our UDS transport with
 //!   batching on (`Sender::feed`) and off (`Sender::send`, one write per message), received and
 //!   parsed by `Receiver::recv`. Each iteration connects a fresh pair (untimed) and times
