@@ -7,6 +7,8 @@ mod conform;
 mod conform_http;
 mod endpoint;
 mod gateway;
+#[cfg(feature = "otel")]
+mod otel;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +26,15 @@ struct Cli {
     /// Log line format (filter with RUST_LOG, e.g. RUST_LOG=debug). Logs go to stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Export the command's tracing spans as OpenTelemetry traces over OTLP/HTTP (protobuf) to
+    /// this base URL (spans are POSTed to URL/v1/traces), e.g. http://127.0.0.1:4318.
+    #[cfg(feature = "otel")]
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// Without the `otel` cargo feature the flag only explains how to get it.
+    #[cfg(not(feature = "otel"))]
+    #[arg(long, global = true, hide = true, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,15 +65,69 @@ enum Command {
     Bridge(bridge::BridgeArgs),
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// What `init_logging` installed that must be finished when the command ends.
+#[derive(Debug, Default)]
+struct Telemetry {
+    #[cfg(feature = "otel")]
+    exporter: Option<otel::Exporter>,
+}
+
+impl Telemetry {
+    /// Flushes what is still queued for export; call it while the runtime is alive.
+    fn shutdown(self) -> Result<(), String> {
+        #[cfg(feature = "otel")]
+        if let Some(exporter) = self.exporter {
+            return exporter.shutdown();
+        }
+        Ok(())
     }
+}
+
+/// Installs the global subscriber: log lines on stderr (filtered by RUST_LOG, else
+/// `default_level`) and, with the `otel` feature and an OTLP endpoint, span export. Must run
+/// inside the command's runtime (`Runtime::enter`), where the span exporter is spawned.
+fn init_logging(
+    format: LogFormat,
+    default_level: &str,
+    otlp_endpoint: Option<&str>,
+    current_thread: bool,
+) -> Result<Telemetry, String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+
+    let env_filter = |default: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = match format {
+        LogFormat::Text => fmt.with_filter(env_filter(default_level)).boxed(),
+        LogFormat::Json => fmt.json().with_filter(env_filter(default_level)).boxed(),
+    };
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut layers = vec![fmt];
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut telemetry = Telemetry::default();
+    #[cfg(feature = "otel")]
+    if let Some(base) = otlp_endpoint {
+        let runtime = if current_thread { otel::Runtime::Dedicated } else { otel::Runtime::Shared };
+        let (layer, exporter) = otel::layer(base, runtime)?;
+        // Spans are exported at info and above (RUST_LOG widens or narrows it), even when the
+        // log lines are quieter, as the bench's are.
+        layers.push(layer.with_filter(env_filter("info")).boxed());
+        telemetry.exporter = Some(exporter);
+    }
+    #[cfg(not(feature = "otel"))]
+    if otlp_endpoint.is_some() {
+        let _ = current_thread;
+        return Err("--otlp-endpoint needs a binary built with the `otel` feature \
+                    (cargo build --release -p mcpt --features otel)"
+            .to_owned());
+    }
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
+    Ok(telemetry)
 }
 
 #[allow(clippy::print_stderr)]
@@ -75,7 +140,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The bench prints a table; its progress bar and warnings are enough on stderr.
     let quiet = matches!(&cli.command, Command::Bench(args) if !args.is_role());
-    init_logging(cli.log_format, if quiet { "warn" } else { "info" });
+    let current_thread = matches!(&cli.command, Command::Bench(args) if args.current_thread());
     let mut builder = match &cli.command {
         Command::Bench(args) if args.current_thread() => tokio::runtime::Builder::new_current_thread(),
         Command::Bench(args) => {
@@ -89,23 +154,32 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve::run(args)),
-        Command::Conform(args) => match runtime.block_on(conform::run(args)) {
-            Ok(true) => Ok(()),
-            Ok(false) => return ExitCode::from(1),
-            Err(e) => Err(e),
-        },
-        Command::Bench(args) => match runtime.block_on(bench::run(args)) {
-            Ok(bench::Outcome::Done) => Ok(()),
-            Ok(bench::Outcome::Missed) => return ExitCode::from(1),
-            Err(e) => Err(e),
-        },
-        Command::Gateway(args) => runtime.block_on(gateway::run(args)),
-        Command::Bridge(args) => runtime.block_on(bridge::run(args)),
+    let telemetry = {
+        let _entered = runtime.enter();
+        init_logging(cli.log_format, if quiet { "warn" } else { "info" }, cli.otlp_endpoint.as_deref(), current_thread)
     };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(reason) => return fail(&reason),
+    };
+    // Ok(true): success; Ok(false): the command ran and reported a failure (exit status 1).
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)).map(|()| true),
+        Command::Conform(args) => runtime.block_on(conform::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)).map(|outcome| match outcome {
+            bench::Outcome::Done => true,
+            bench::Outcome::Missed => false,
+        }),
+        Command::Gateway(args) => runtime.block_on(gateway::run(args)).map(|()| true),
+        Command::Bridge(args) => runtime.block_on(bridge::run(args)).map(|()| true),
+    };
+    // Export what the command traced before the runtime goes away.
+    if let Err(reason) = telemetry.shutdown() {
+        tracing::warn!("{reason}");
+    }
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(reason) => fail(&reason),
     }
 }
