@@ -145,6 +145,45 @@ use std::time::Duration;
 use mcp_transport_core::{Authorize, Limits};
 
 pub use client::connect;
+
+/// Feeds `input` to the client's SSE decoder twice — whole, then cut into pieces at the
+/// given offsets — and returns the events decoded, after checking that both ways give the
+/// same events, ids and retry values (the property the fuzz target checks). For fuzzing only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_sse(input: &[u8], cuts: &[usize], limit: usize) -> usize {
+    type Decoded = (Vec<(Option<String>, Vec<u8>)>, Option<String>, Option<u64>, bool);
+    fn run<'a>(pieces: impl Iterator<Item = &'a [u8]>, limit: usize) -> Decoded {
+        let mut decoder = sse::SseDecoder::new(limit);
+        let mut events = Vec::new();
+        for piece in pieces {
+            decoder.push(piece);
+            loop {
+                match decoder.next_event() {
+                    Ok(Some(e)) => events.push((e.kind, e.data)),
+                    Ok(None) => break,
+                    Err(_) => return (events, decoder.last_id().map(str::to_owned), decoder.retry(), true),
+                }
+            }
+        }
+        (events, decoder.last_id().map(str::to_owned), decoder.retry(), false)
+    }
+    let whole = run(std::iter::once(input), limit);
+    let mut offsets: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    let mut start = 0;
+    let mut pieces = Vec::new();
+    for end in offsets.into_iter().chain(std::iter::once(input.len())) {
+        pieces.push(&input[start..end]);
+        start = end;
+    }
+    let split = run(pieces.into_iter(), limit);
+    if !whole.3 && !split.3 {
+        assert_eq!(whole, split, "the SSE decoder's output depends on how the bytes were cut");
+    }
+    whole.0.len()
+}
 pub use server::HttpListener;
 pub use tls::{ClientTls, ServerTls};
 

@@ -242,3 +242,14 @@ mod tests {
         assert!(d.next_event().is_err());
     }
 }
+
+#[cfg(all(test, feature = "fuzzing"))]
+mod fuzz_property {
+    #[test]
+    fn cutting_the_stream_anywhere_gives_the_same_events() {
+        let stream = b"retry: 5\r\nid: 7\r\ndata: a\r\n\r\n: comment\nevent: message\ndata: b\ndata: c\n\n";
+        for cut in 0..stream.len() {
+            assert_eq!(crate::fuzz_sse(stream, &[cut, cut + 1], 1024), 2, "cut at {cut}");
+        }
+    }
+}
