@@ -13,6 +13,16 @@ pub trait Driver: Send {
     fn burst(&mut self, k: usize) -> BoxFuture<'_, Result<(), BenchError>>;
 }
 
+/// Runs `k` calls concurrently on the current task (a burst of requests in flight together);
+/// the first failure, if any, is the result.
+pub(crate) async fn concurrently<F, Fut>(k: usize, call: F) -> Result<(), BenchError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), BenchError>>,
+{
+    futures_util::future::join_all((0..k).map(|_| call())).await.into_iter().collect()
+}
+
 /// A raw newline-delimited client over any byte stream: writes the captured request line and
 /// reads one line back, with no JSON work at all.
 pub struct LinesDriver<R, W> {

@@ -278,10 +278,7 @@ impl Driver for HttpDriver {
     }
 
     fn burst(&mut self, k: usize) -> BoxFuture<'_, Result<(), BenchError>> {
-        Box::pin(async move {
-            let results = futures_util::future::join_all((0..k).map(|_| self.post())).await;
-            results.into_iter().collect()
-        })
+        Box::pin(crate::driver::concurrently(k, || self.post()))
     }
 }
 

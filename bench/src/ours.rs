@@ -230,7 +230,7 @@ impl Driver for SessionDriver {
     }
 
     fn burst(&mut self, k: usize) -> BoxFuture<'_, Result<(), BenchError>> {
-        Box::pin(async move { futures_util::future::join_all((0..k).map(|_| self.call())).await.into_iter().collect() })
+        Box::pin(crate::driver::concurrently(k, || self.call()))
     }
 }
 
