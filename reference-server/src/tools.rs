@@ -100,6 +100,12 @@ pub(crate) fn list() -> Vec<Value> {
             json!({ "type": "object", "properties": { "bytes": { "type": "integer", "minimum": 0, "maximum": MAX_PAYLOAD } },
                     "required": ["bytes"] }),
         ),
+        tool(
+            "sleep",
+            "Answers after the given milliseconds (at most 60,000), for timeout and fault tests",
+            json!({ "type": "object", "properties": { "ms": { "type": "integer", "minimum": 0, "maximum": MAX_SLEEP_MS } },
+                    "required": ["ms"] }),
+        ),
         tool("test_image_content", "Tests image content response", no_args()),
         tool("test_audio_content", "Tests audio content response", no_args()),
         tool("test_embedded_resource", "Tests embedded resource content response", no_args()),
@@ -166,6 +172,30 @@ fn payload(args: Option<&RawValue>) -> Result<Box<RawValue>, ServerError> {
 }
 
 #[derive(Deserialize)]
+struct SleepArgs {
+    ms: u64,
+}
+
+/// The longest `sleep`, in milliseconds.
+const MAX_SLEEP_MS: u64 = 60_000;
+
+/// A result after `ms` milliseconds, or a tool error naming the limit. Cancelling the request
+/// drops the wait.
+fn sleep(args: Option<&RawValue>) -> Result<Reply, ServerError> {
+    match args.map(|a| serde_json::from_str::<SleepArgs>(a.get())) {
+        Some(Ok(SleepArgs { ms })) if ms <= MAX_SLEEP_MS => Ok(Reply::Later(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            text_result(&format!("slept {ms} ms"))
+        }))),
+        Some(Ok(SleepArgs { ms })) => {
+            error_result(&format!("sleep: {ms} ms asked, at most {MAX_SLEEP_MS} are allowed")).map(Reply::Now)
+        }
+        Some(Err(e)) => error_result(&format!("sleep needs the integer argument \"ms\": {e}")).map(Reply::Now),
+        None => error_result("sleep needs the integer argument \"ms\"").map(Reply::Now),
+    }
+}
+
+#[derive(Deserialize)]
 struct EchoArgs<'a> {
     #[serde(borrow)]
     text: Cow<'a, str>,
@@ -208,6 +238,7 @@ pub(crate) fn call(inner: &Arc<Inner>, req: &Request, ctx: RequestContext, moder
             })))
         }
         "test_tool_with_progress" => Ok(Reply::Later(Box::pin(progress(ctx)))),
+        "sleep" => sleep(call.arguments),
         "test_trigger_tool_change" => {
             inner.connections.publish(Event::ToolsListChanged);
             now(text_result("Tool list change announced"))
@@ -382,6 +413,21 @@ mod tests {
         assert_eq!(types, ["text", "image", "resource"]);
         let embedded: Value = serde_json::from_str(mixed["content"][2]["resource"]["text"].as_str().unwrap()).unwrap();
         assert_eq!(embedded, json!({ "test": "data", "value": 123 }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleep_answers_after_its_delay_and_refuses_bad_arguments() {
+        let arg = |v: Value| mcp_transport_core::message::to_raw(&v).unwrap();
+        let started = tokio::time::Instant::now();
+        let Ok(Reply::Later(fut)) = sleep(Some(&arg(json!({ "ms": 1500 })))) else { panic!("a delayed reply") };
+        let result: Value = serde_json::from_str(fut.await.unwrap().get()).unwrap();
+        assert_eq!(result["content"][0]["text"], "slept 1500 ms");
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+        for bad in [json!({ "ms": MAX_SLEEP_MS + 1 }), json!({ "ms": "soon" })] {
+            let Ok(Reply::Now(r)) = sleep(Some(&arg(bad))) else { panic!("an immediate tool error") };
+            assert!(r.get().contains("\"isError\":true"), "{}", r.get());
+        }
+        assert!(matches!(sleep(None), Ok(Reply::Now(_))));
     }
 
     #[test]
