@@ -22,6 +22,7 @@ use mcp_transport_core::{
     Error as TransportError, ErrorObject, Id, Incoming, Message, PeerInfo, Receiver, Response, Sender, Transport,
 };
 use serde::Deserialize;
+use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -83,9 +84,12 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// - **Failed requests**: any request the server cannot answer (connection failure, an error
 ///   status without a JSON-RPC answer, a stream that ends without the response and cannot be
 ///   resumed) is answered on the receiver with a JSON-RPC error: -32603, a message starting
-///   `HTTP transport:`, and `data` holding `reason` and, when there was one, `httpStatus`. A
-///   JSON-RPC error the server put in an error response (for example -32020 with `400`, or
-///   -32601 with `404` in 2026-07-28) is delivered as is.
+///   `HTTP transport:`, and `data` holding `reason` and, when there was one, `httpStatus`.
+///   A POST that could not be made says why, cause by cause; `reason` is then `"connection"`,
+///   or `"tls-certificate"` when the server's certificate was refused (the message says
+///   whether it does not name the host, has expired, or comes from an unknown issuer) and
+///   `"tls"` for other TLS failures. A JSON-RPC error the server put in an error response
+///   (for example -32020 with `400`, or -32601 with `404` in 2026-07-28) is delivered as is.
 /// - **2026-07-28**: a request whose params carry
 ///   `_meta["io.modelcontextprotocol/protocolVersion"]` is sent without session headers, with
 ///   `MCP-Protocol-Version` set to that version, `Mcp-Method`, and `Mcp-Name` for `tools/call`,
@@ -301,6 +305,65 @@ struct CancelledParams {
 struct InitResult {
     #[serde(rename = "protocolVersion")]
     protocol_version: String,
+}
+
+/// Why a request could not be made, and the `data.reason` of the failure: `"tls-certificate"`
+/// when the server's certificate was refused, `"tls"` for any other TLS failure, else
+/// `"connection"`. hyper-util's own message names only the stage ("client error (Connect)"),
+/// so the whole chain of causes is spelled out, and a refused certificate is explained.
+fn describe_failure(e: &(dyn std::error::Error + 'static)) -> (&'static str, String) {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = rustls_error(err) {
+            return describe_tls(tls);
+        }
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    ("connection", parts.join(": "))
+}
+
+/// The rustls error in `err`, directly or inside `io::Error`s (tokio-rustls wraps it in one,
+/// hyper-rustls wraps that in another; an `io::Error`'s `source` skips the error it wraps).
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut err = err;
+    loop {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        err = err.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+fn describe_tls(e: &rustls::Error) -> (&'static str, String) {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return ("tls", format!("TLS handshake failed: {e}"));
+    };
+    let why = match c {
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "the server's TLS certificate is not valid for the host name connected to"
+        }
+        C::Expired | C::ExpiredContext { .. } => "the server's TLS certificate has expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "the server's TLS certificate is not valid yet",
+        C::UnknownIssuer => {
+            "the server's TLS certificate was issued by an unknown issuer: no trusted root certificate \
+             signed its chain (see ClientTls::with_root_pem)"
+        }
+        C::BadSignature => "the server's TLS certificate has an invalid signature",
+        C::Revoked => "the server's TLS certificate has been revoked",
+        C::BadEncoding => "the server's TLS certificate is malformed",
+        _ => "the server's TLS certificate was refused",
+    };
+    // rustls's text adds detail (names, times) only for some variants; the others print their name.
+    let detail = c.to_string();
+    let text =
+        if detail == format!("{c:?}") { format!("{why} (rustls: {detail})") } else { format!("{why}: {detail}") };
+    ("tls-certificate", text)
 }
 
 /// A JSON-RPC error for a request the transport could not complete.
@@ -628,7 +691,7 @@ impl Shared {
         let mut hdrs = HeaderMap::new();
         post_headers(&mut hdrs);
         let req = self.request(Method::POST, hdrs, Bytes::from(init.to_vec()));
-        let resp = self.http.request(req).await.map_err(|e| e.to_string())?;
+        let resp = self.http.request(req).await.map_err(|e| describe_failure(&e).1)?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }
@@ -665,7 +728,7 @@ impl Shared {
                 Ok(())
             }
             Ok(r) => Err(format!("notifications/initialized: HTTP {}", r.status())),
-            Err(e) => Err(format!("notifications/initialized: {e}")),
+            Err(e) => Err(format!("notifications/initialized: {}", describe_failure(&e).1)),
         }
     }
 
@@ -711,7 +774,7 @@ impl Shared {
             .http
             .request(self.request(Method::GET, hdrs, Bytes::new()))
             .await
-            .map_err(|e| GetError::Failed(e.to_string()))?;
+            .map_err(|e| GetError::Failed(describe_failure(&e).1))?;
         match resp.status() {
             s if s.is_success() && is_event_stream(resp.headers()) => Ok(resp),
             StatusCode::METHOD_NOT_ALLOWED => Err(GetError::NotOffered),
@@ -834,7 +897,7 @@ impl Shared {
         let req = self.request(Method::DELETE, hdrs, Bytes::new());
         match tokio::time::timeout(DELETE_WAIT, self.http.request(req)).await {
             Ok(Ok(r)) => tracing::debug!(status = r.status().as_u16(), "session deleted"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "DELETE failed"),
+            Ok(Err(e)) => tracing::debug!(error = %describe_failure(&e).1, "DELETE failed"),
             Err(_) => tracing::debug!("DELETE timed out"),
         }
     }
@@ -1093,9 +1156,10 @@ impl Post {
             Ok(r) => r,
             Err(e) => {
                 self.ack();
-                tracing::debug!(error = %e, "POST failed");
-                let reason = format!("the POST failed: {e}");
-                shared.fail(&q.ids, &reason, "connection", None).await;
+                let (kind, why) = describe_failure(&e);
+                tracing::debug!(error = %why, "POST failed");
+                let what = format!("the POST failed: {why}");
+                shared.fail(&q.ids, &what, kind, None).await;
                 return;
             }
         };

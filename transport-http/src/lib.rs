@@ -46,8 +46,10 @@
 //! the body may be at most [`Limits::max_message_size`](mcp_transport_core::Limits) bytes (else
 //! `413`); a body that is not JSON gets `400` with -32700, JSON that is not a JSON-RPC message
 //! gets `400` with -32600. All error bodies are JSON-RPC error responses, echoing the request
-//! id when it could be read. Headers must arrive within 30 s of a connection being ready for
-//! them, a body within 30 s of its headers (else `408`), a TLS handshake within 10 s; at most
+//! id when it could be read. A request's head must arrive within
+//! [`HttpServerConfig::header_read_timeout`] (30 s) of the connection being ready for it (else
+//! the connection is closed), its body within [`HttpServerConfig::body_read_timeout`] (30 s)
+//! of its head (else `408`), a TLS handshake within 10 s; at most
 //! [`HttpServerConfig::max_connections`] connections are served at once.
 //!
 //! **2025-11-25 sessions**:
@@ -228,6 +230,19 @@ pub struct HttpServerConfig {
     /// Most concurrent connections; further connections wait in the kernel's backlog
     /// (default 4096).
     pub max_connections: usize,
+    /// The slow-loris limit (default 30 s): how long a connection may go without a request in
+    /// progress before the server closes it. It runs from when the connection is ready (after
+    /// the TLS handshake) and again from the end of each response, so it bounds the time a
+    /// client may take to send a request's head (an HTTP/1.1 request line and headers, the
+    /// HTTP/2 preface, or the first byte that tells which of the two is spoken), and also how
+    /// long a kept-alive or HTTP/2 connection may sit idle. A head that is still incomplete
+    /// then gets no answer: the connection is closed (HTTP/2 ones with `GOAWAY`).
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a POST's whole body once its headers arrived
+    /// (default 30 s). A body still incomplete then gets `408` with a JSON-RPC error (-32600)
+    /// and nothing of it reaches a session; an HTTP/1.1 connection is closed after that answer
+    /// (`Connection: close`), an HTTP/2 stream is reset and its connection serves on.
+    pub body_read_timeout: Duration,
     /// The `retry:` value sent on SSE streams (default 1 s).
     pub sse_retry: Duration,
     /// How many messages an attached SSE connection may fall behind before it is closed
@@ -237,7 +252,11 @@ pub struct HttpServerConfig {
     pub replay_messages: usize,
     /// Bytes of delivered SSE events kept per session for replay (default 4 MiB).
     pub replay_bytes: usize,
-    /// Largest number of concurrent HTTP/2 streams per connection (default 256).
+    /// Largest number of concurrent HTTP/2 streams per connection (default 256). The other
+    /// HTTP/2 limits are fixed: a `PING` every 30 s on every HTTP/2 connection, which is
+    /// closed when one goes unanswered for 20 s (a peer that vanished); at most 20 streams
+    /// reset by the client before the server took them up (the "rapid reset" defence); a
+    /// header list of at most 16 KiB.
     pub http2_max_streams: u32,
     /// The `Mcp-Param-*` headers each tool's arguments are mirrored into (its `x-mcp-header`
     /// annotations), checked on 2026-07-28 `tools/call` requests; `None` (the default) checks
@@ -264,6 +283,8 @@ impl std::fmt::Debug for HttpServerConfig {
             .field("session_idle_timeout", &self.session_idle_timeout)
             .field("max_sessions", &self.max_sessions)
             .field("max_connections", &self.max_connections)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
             .field("sse_retry", &self.sse_retry)
             .field("stream_backlog", &self.stream_backlog)
             .field("replay_messages", &self.replay_messages)
@@ -326,6 +347,8 @@ impl Default for HttpServerConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_sessions: 1024,
             max_connections: 4096,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
             sse_retry: Duration::from_secs(1),
             stream_backlog: 256,
             replay_messages: 256,

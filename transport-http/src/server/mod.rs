@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, ORIGIN};
 use http::{Method, StatusCode};
+use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mcp_transport_core::message::codes;
@@ -22,17 +23,23 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use self::body::{HttpResponse, rpc_error, rpc_error_object};
+use self::body::{HttpResponse, ResponseBody, rpc_error, rpc_error_object};
 use self::legacy::Session;
 use crate::headers::{self, EVENT_STREAM, HostPolicy, JSON, LEGACY_VERSIONS, MODERN_VERSION};
 use crate::{Error, Generations, HttpServerConfig, ServerSettings};
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client may take to send a request's body.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an HTTP/2 connection is pinged (hyper pings none by default, so a peer that
+/// vanished without closing would hold its connection and streams forever).
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the HTTP/2 connection is closed.
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Streams a client may reset before the server took them up (h2's own default, made explicit:
+/// the "rapid reset" defence).
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// How long an idle connection that is being closed may take to finish (to send `GOAWAY`).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Transports waiting for `accept`.
 const ACCEPT_QUEUE: usize = 64;
 
@@ -42,6 +49,99 @@ pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
     /// Cancelling it closes the connection at once (a client that does not read).
     pub(crate) kill: CancellationToken,
+    /// Requests in progress, and since when there have been none.
+    activity: Mutex<Activity>,
+    /// Woken whenever `activity` changes.
+    activity_changed: tokio::sync::Notify,
+}
+
+/// A connection's requests in progress.
+#[derive(Debug)]
+struct Activity {
+    /// Requests whose responses are not done yet.
+    in_progress: usize,
+    /// When `in_progress` last dropped to zero (or the connection became ready).
+    idle_since: tokio::time::Instant,
+}
+
+impl ConnInfo {
+    fn new(remote: SocketAddr, kill: CancellationToken) -> Self {
+        let activity = Activity { in_progress: 0, idle_since: tokio::time::Instant::now() };
+        Self { remote, kill, activity: Mutex::new(activity), activity_changed: tokio::sync::Notify::new() }
+    }
+
+    fn activity(&self) -> MutexGuard<'_, Activity> {
+        self.activity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a request as in progress until the returned guard is dropped.
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.activity().in_progress += 1;
+        self.activity_changed.notify_one();
+        Busy(self.clone())
+    }
+
+    /// Returns once the connection has had no request in progress for `limit` (never for a
+    /// `limit` too large to add to the clock).
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let (idle, deadline) = {
+                let a = self.activity();
+                (a.in_progress == 0, a.idle_since.checked_add(limit))
+            };
+            match (idle, deadline) {
+                (false, _) => self.activity_changed.notified().await,
+                (true, None) => std::future::pending::<()>().await,
+                (true, Some(d)) if tokio::time::Instant::now() >= d => return,
+                (true, Some(d)) => tokio::select! {
+                    _ = tokio::time::sleep_until(d) => {}
+                    _ = self.activity_changed.notified() => {}
+                },
+            }
+        }
+    }
+}
+
+/// A request in progress on a connection: from its head until its response body is done.
+struct Busy(Arc<ConnInfo>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        {
+            let mut a = self.0.activity();
+            a.in_progress = a.in_progress.saturating_sub(1);
+            if a.in_progress == 0 {
+                a.idle_since = tokio::time::Instant::now();
+            }
+        }
+        self.0.activity_changed.notify_one();
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it is done.
+struct TrackedBody {
+    body: ResponseBody,
+    _busy: Busy,
+}
+
+impl Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// State shared by the accept loop, every connection and every session.
@@ -268,36 +368,67 @@ async fn serve_connection(
     core: Arc<Core>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let kill = CancellationToken::new();
-    let info = Arc::new(ConnInfo { remote, kill: kill.clone() });
-    let c = core.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let (core, info) = (c.clone(), info.clone());
-        async move { Ok::<_, Infallible>(handle(core, info, req).await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(core.config.http2_max_streams);
     match &core.config.tls {
-        None => {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                r = conn => if let Err(e) = r { tracing::debug!(error = %e, "connection ended with an error") },
-                _ = kill.cancelled() => tracing::debug!("connection closed by the server"),
-            }
-        }
+        None => serve_http(TokioIo::new(stream), remote, core).await,
         Some(tls) => {
             let tls_stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => return tracing::debug!("TLS handshake timed out"),
             };
-            let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-            tokio::select! {
-                r = conn => if let Err(e) = r { tracing::debug!(error = %e, "connection ended with an error") },
-                _ = kill.cancelled() => tracing::debug!("connection closed by the server"),
-            }
+            serve_http(TokioIo::new(tls_stream), remote, core).await
         }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on a connection until it ends, the server kills it, or it has had
+/// no request in progress for [`HttpServerConfig::header_read_timeout`].
+async fn serve_http<I>(io: I, remote: SocketAddr, core: Arc<Core>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let kill = CancellationToken::new();
+    let info = Arc::new(ConnInfo::new(remote, kill.clone()));
+    let (c, i) = (core.clone(), info.clone());
+    let service = hyper::service::service_fn(move |req| {
+        let (core, info) = (c.clone(), i.clone());
+        async move {
+            let busy = info.busy();
+            let resp = handle(core, info, req).await;
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody { body, _busy: busy }))
+        }
+    });
+    let config = &core.config;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // hyper adds the timeout to the clock: one too large for that means no timeout.
+    let header_timeout =
+        tokio::time::Instant::now().checked_add(config.header_read_timeout).map(|_| config.header_read_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.http2_max_streams)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
+    let mut conn = std::pin::pin!(builder.serve_connection(io, service));
+    // hyper's own header timer covers HTTP/1.1 heads only once the protocol is known; this one
+    // also covers the bytes that tell HTTP/1.1 from HTTP/2, and HTTP/2 connections.
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = kill.cancelled() => return tracing::debug!("connection closed by the server"),
+        _ = info.idle_for(config.header_read_timeout) => {
+            tracing::debug!(timeout = ?config.header_read_timeout, "closing a connection with no request in progress");
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    if tokio::time::timeout(CLOSE_GRACE, conn).await.is_err() {
+        tracing::debug!("idle connection dropped");
     }
 }
 
@@ -426,19 +557,26 @@ async fn post(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::bo
     // Usually the whole body came with the head: no timer needed then.
     let ready =
         std::future::Future::poll(collect.as_mut(), &mut std::task::Context::from_waker(std::task::Waker::noop()));
+    let body_timeout = core.config.body_read_timeout;
     let collected = match ready {
         std::task::Poll::Ready(c) => Ok(c),
-        std::task::Poll::Pending => tokio::time::timeout(BODY_READ_TIMEOUT, collect).await,
+        std::task::Poll::Pending => tokio::time::timeout(body_timeout, collect).await,
     };
     let collected = match collected {
         Ok(c) => c,
         Err(_) => {
-            return rpc_error(
+            tracing::debug!(timeout = ?body_timeout, "request body too slow");
+            let mut resp = rpc_error(
                 StatusCode::REQUEST_TIMEOUT,
                 None,
                 codes::INVALID_REQUEST,
-                format!("the request body did not arrive within {BODY_READ_TIMEOUT:?}"),
+                format!("Request Timeout: the request body did not arrive within {body_timeout:?}"),
             );
+            if parts.version < http::Version::HTTP_2 {
+                // The rest of the body may still come: the connection cannot carry another request.
+                resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            return resp;
         }
     };
     let bytes = match collected {
