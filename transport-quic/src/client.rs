@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::config::{Mode, QuicClientConfig, endpoint, is_loopback, transport_config};
 use crate::conn::{ConnGuard, peer_info, session_transport};
 use crate::mux::{Side, request_transport};
-use crate::tls::{Trust, client_crypto};
+use crate::tls::{Rejection, Rejections, Trust, certificate_problem, client_crypto};
 use crate::{Error, Fingerprint, QuicUrl};
 
 /// The TLS alert a server sends when no ALPN protocol matches.
@@ -81,7 +81,7 @@ pub async fn connect_raw(
     };
     let conn = match outcome {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return Err(handshake_error(addr, e, pin, &seen)),
+        Ok(Err(e)) => return Err(handshake_error(addr, e, pin, &seen, server_name)),
         Err(_) => return Err(Error::HandshakeTimeout { addr, after: settings.handshake_timeout }),
     };
     Ok((endpoint, conn))
@@ -104,11 +104,11 @@ fn quinn_client_config(
     config: &QuicClientConfig,
     pin: Option<Fingerprint>,
     loopback: bool,
-    seen: Arc<Mutex<Option<Fingerprint>>>,
+    seen: Rejections,
 ) -> Result<quinn::ClientConfig, Error> {
     let trust = match (pin, &config.ca_file) {
         (Some(pin), _) => Trust::Pinned { pin, seen },
-        (None, Some(path)) => Trust::Roots(path),
+        (None, Some(path)) => Trust::Roots { path, seen },
         (None, None) => return Err(Error::NoTrust { url: url.to_string() }),
     };
     let settings = &config.settings;
@@ -121,15 +121,23 @@ fn quinn_client_config(
     Ok(client)
 }
 
-/// Turns a failed handshake into the clearest error.
+/// Turns a failed handshake into the clearest error: what our verifier refused in the server's
+/// certificate, else what the server's alert means, else quinn's error.
 fn handshake_error(
     addr: SocketAddr,
     e: ConnectionError,
     pin: Option<Fingerprint>,
-    seen: &Mutex<Option<Fingerprint>>,
+    seen: &Mutex<Option<Rejection>>,
+    server_name: &str,
 ) -> Error {
-    if let (Some(expected), Some(actual)) = (pin, *seen.lock().unwrap_or_else(|p| p.into_inner())) {
-        return Error::FingerprintMismatch { addr, expected, actual };
+    match (pin, seen.lock().unwrap_or_else(|p| p.into_inner()).take()) {
+        (Some(expected), Some(Rejection::Fingerprint(actual))) => {
+            return Error::FingerprintMismatch { addr, expected, actual };
+        }
+        (_, Some(Rejection::Certificate(problem))) => {
+            return Error::Certificate { addr, reason: certificate_problem(&problem, server_name) };
+        }
+        _ => {}
     }
     let alpn = TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL);
     let is_alpn = match &e {

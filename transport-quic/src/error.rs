@@ -101,6 +101,17 @@ pub enum Error {
         /// The fingerprint of the certificate the server presented.
         actual: Fingerprint,
     },
+    /// The server's certificate failed verification against
+    /// [`QuicClientConfig::ca_file`](crate::QuicClientConfig::ca_file): not valid for the
+    /// server name, expired or not yet valid, not issued by a trusted CA, …
+    #[error("the certificate of {addr} is not trusted: {reason}; connection refused")]
+    Certificate {
+        /// The server's address.
+        addr: SocketAddr,
+        /// What is wrong with the certificate, e.g. "certificate is not valid for name
+        /// localhost (it is valid for other.example)" or "certificate expired: …".
+        reason: String,
+    },
     /// The server does not speak the ALPN protocol `mcp`.
     #[error("{addr} does not accept the ALPN protocol \"mcp\" (TLS alert no_application_protocol)")]
     Alpn {

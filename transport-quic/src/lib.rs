@@ -113,7 +113,9 @@
 //!   with `quic://host:port?fingerprint=sha256:HEX`: it accepts exactly that end-entity
 //!   certificate (names and dates are not checked, handshake signatures are) and refuses any
 //!   other with [`Error::FingerprintMismatch`]. Without a pin, the client verifies the chain
-//!   against [`QuicClientConfig::ca_file`] and the host name.
+//!   against [`QuicClientConfig::ca_file`] and the host name, and refuses a certificate that
+//!   fails with [`Error::Certificate`], naming the problem (not valid for the name, expired,
+//!   unknown issuer, …).
 //! - Mutual TLS: with [`QuicServerConfig::client_ca`] the server requires a client certificate
 //!   issued by one of those CAs; a client without one fails the TLS handshake (TLS 1.3 lets the
 //!   client finish first, so the failure may show as the first receive error rather than from

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use quinn::rustls;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -251,10 +252,23 @@ pub(crate) fn server_crypto(
     Ok(config)
 }
 
+/// Why the client's verifier refused the server's certificate, kept for the connect error
+/// (quinn reports a failed handshake only as a TLS alert and text).
+#[derive(Debug, Clone)]
+pub(crate) enum Rejection {
+    /// The certificate is not the pinned one; this is its fingerprint.
+    Fingerprint(Fingerprint),
+    /// Verification against the CA file failed (name, dates, issuer, …).
+    Certificate(CertificateError),
+}
+
+/// Where a client's verifier leaves its [`Rejection`], one slot per connection attempt.
+pub(crate) type Rejections = Arc<Mutex<Option<Rejection>>>;
+
 /// How the client checks the server's certificate.
 pub(crate) enum Trust<'a> {
-    Pinned { pin: Fingerprint, seen: Arc<Mutex<Option<Fingerprint>>> },
-    Roots(&'a Path),
+    Pinned { pin: Fingerprint, seen: Rejections },
+    Roots { path: &'a Path, seen: Rejections },
 }
 
 /// The rustls client configuration: TLS 1.3, ALPN `mcp`, pinning or CA verification, an
@@ -268,13 +282,19 @@ pub(crate) fn client_crypto(
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(config_err("client"))?;
-    let builder =
-        match trust {
-            Trust::Pinned { pin, seen } => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(PinnedVerifier { pin, seen, provider: provider() })),
-            Trust::Roots(path) => builder.with_root_certificates(roots(path)?),
-        };
+    let builder = match trust {
+        Trust::Pinned { pin, seen } => builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+            pin,
+            seen,
+            provider: provider(),
+        })),
+        Trust::Roots { path, seen } => {
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(path)?), provider())
+                .build()
+                .map_err(|e| Error::TlsConfig { side: "client", reason: format!("CA file {}: {e}", path.display()) })?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(CaVerifier { inner, seen }))
+        }
+    };
     let mut config = match client_identity {
         Some(files) => {
             let id = files.load()?;
@@ -312,7 +332,7 @@ impl fmt::Debug for Resumption {
 struct PinnedVerifier {
     pin: Fingerprint,
     /// Where a mismatching fingerprint is left for the connect error.
-    seen: Arc<Mutex<Option<Fingerprint>>>,
+    seen: Rejections,
     provider: Arc<CryptoProvider>,
 }
 
@@ -329,7 +349,7 @@ impl ServerCertVerifier for PinnedVerifier {
         if actual == self.pin {
             return Ok(ServerCertVerified::assertion());
         }
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(actual);
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Rejection::Fingerprint(actual));
         Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
     }
 
@@ -358,6 +378,102 @@ impl ServerCertVerifier for PinnedVerifier {
     fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
         None
     }
+}
+
+/// rustls's verification against the CA file (chain, dates, server name), keeping the reason
+/// of a refusal for the connect error.
+#[derive(Debug)]
+struct CaVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: Rejections,
+}
+
+impl ServerCertVerifier for CaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).inspect_err(|e| {
+            if let rustls::Error::InvalidCertificate(problem) = e {
+                *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(Rejection::Certificate(problem.clone()));
+            }
+        })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+/// A certificate verification failure as a sentence starting with "certificate", naming the
+/// cause (rustls prints some of them only as a debug name, such as `UnknownIssuer`).
+/// `server_name` is the name the certificate was checked for.
+pub(crate) fn certificate_problem(problem: &CertificateError, server_name: &str) -> String {
+    match problem {
+        CertificateError::NotValidForName => format!("certificate is not valid for name {server_name}"),
+        CertificateError::NotValidForNameContext { presented, .. } if presented.is_empty() => {
+            format!("certificate is not valid for name {server_name} (it names no host)")
+        }
+        CertificateError::NotValidForNameContext { presented, .. } => {
+            let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
+            format!("certificate is not valid for name {server_name} (it is valid for {})", names.join(", "))
+        }
+        CertificateError::Expired => "certificate expired".into(),
+        CertificateError::ExpiredContext { time, not_after } => format!(
+            "certificate expired: it is valid until {} (UNIX time), {} seconds before this check",
+            not_after.as_secs(),
+            time.as_secs().saturating_sub(not_after.as_secs())
+        ),
+        CertificateError::NotValidYet => "certificate is not valid yet".into(),
+        CertificateError::NotValidYetContext { time, not_before } => format!(
+            "certificate is not valid yet: it is valid from {} (UNIX time), {} seconds after this check",
+            not_before.as_secs(),
+            not_before.as_secs().saturating_sub(time.as_secs())
+        ),
+        CertificateError::UnknownIssuer => {
+            "certificate is not issued by a trusted CA (unknown issuer: it does not chain to any certificate \
+             in QuicClientConfig::ca_file; pin its fingerprint instead if it is self-signed)"
+                .into()
+        }
+        CertificateError::BadSignature => "certificate has an invalid signature".into(),
+        CertificateError::Revoked => "certificate has been revoked".into(),
+        CertificateError::BadEncoding => "certificate is not valid DER".into(),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "certificate may not be used for TLS server authentication (extended key usage)".into()
+        }
+        other => format!("certificate was refused: {other}"),
+    }
+}
+
+/// `other.example` from webpki's `DnsName("other.example")`; other forms as they are.
+fn plain_name(presented: &str) -> &str {
+    presented.strip_prefix("DnsName(\"").and_then(|n| n.strip_suffix("\")")).unwrap_or(presented)
 }
 
 #[cfg(test)]

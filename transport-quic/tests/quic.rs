@@ -225,7 +225,7 @@ async fn certificates_from_pem_files_and_a_ca_file() {
     // The wrong name is refused by CA verification.
     let wrong_name = QuicClientConfig { server_name: Some("example.com".into()), ..client.clone() };
     match step("connect", connect(&url, &wrong_name)).await {
-        Err(Error::Connection { source, .. }) => assert!(source.to_string().contains("certificate"), "{source}"),
+        Err(e @ Error::Certificate { .. }) => assert!(e.to_string().contains("not valid for name example.com"), "{e}"),
         other => panic!("expected a certificate error, got {other:?}"),
     }
 }

@@ -9,6 +9,7 @@ use tracing::Instrument;
 use crate::conn::{ConnParams, build};
 use crate::frame::Role;
 use crate::handshake::{ClientRequest, client_upgrade};
+use crate::tls::handshake_failure;
 use crate::url::WsUrl;
 use crate::{Error, WsClientConfig};
 
@@ -77,7 +78,7 @@ async fn connect_inner(url: &WsUrl, config: &WsClientConfig) -> Result<Transport
     let mut tls = TlsConnector::from(tls_config)
         .connect(name, stream)
         .await
-        .map_err(|e| Error::Tls { addr: addr.clone(), reason: e.to_string() })?;
+        .map_err(|e| Error::Tls { addr: addr.clone(), reason: handshake_failure(&e, &url.host) })?;
     let (format, leftover) = client_upgrade(&mut tls, &request).await?;
     tracing::debug!(subprotocol = format.subprotocol(), "upgraded");
     let (read, write) = tokio::io::split(tls);

@@ -662,7 +662,10 @@ where
             if self.live.expired.load(Ordering::Acquire) {
                 self.end();
                 let after = self.idle_timeout.unwrap_or_default();
-                return Poll::Ready(Some(Err(Error::TimedOut { what: "WebSocket idle timeout", after })));
+                return Poll::Ready(Some(Err(Error::TimedOut {
+                    what: "idle WebSocket connection (nothing received, not even a pong)",
+                    after,
+                })));
             }
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(Event::Data { binary, payload })) => {

@@ -421,7 +421,10 @@ pub enum Error {
     Tls {
         /// The URL being connected to.
         addr: String,
-        /// What went wrong.
+        /// What went wrong; for a refused server certificate, what is wrong with it, e.g.
+        /// "the server's certificate is not valid for name localhost (it is valid for
+        /// other.example)", "the server's certificate expired: …", "the server's certificate
+        /// is not issued by a trusted CA (unknown issuer: …)".
         reason: String,
     },
     /// A socket operation failed.

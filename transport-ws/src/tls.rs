@@ -2,6 +2,7 @@
 //! operating system's roots. Every configuration uses rustls with the *ring* provider,
 //! TLS 1.2 and 1.3, and ALPN `http/1.1` (the protocol a WebSocket upgrade runs on).
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -10,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{self, CertificateError, ClientConfig, RootCertStore, ServerConfig};
 
 use crate::Error;
 
@@ -208,6 +209,62 @@ impl std::fmt::Debug for ClientAuth {
 pub(crate) fn client_certificate(session: &rustls::ServerConnection) -> Option<ClientCertificate> {
     let leaf = session.peer_certificates()?.first()?;
     Some(ClientCertificate::new(Sha256::digest(leaf.as_ref()).into(), ClientCertificate::subject_from_der(leaf)))
+}
+
+/// Why a client's TLS handshake with `host` failed, in words: what is wrong with the server's
+/// certificate (not valid for the name, expired, not issued by a trusted CA, …) when that is
+/// the cause, else the TLS or socket error as reported.
+pub(crate) fn handshake_failure(e: &io::Error, host: &str) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(problem)) => {
+            format!("the server's {}", certificate_problem(problem, host))
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// A certificate verification failure as a sentence starting with "certificate", naming the
+/// cause (rustls prints some of them only as a debug name, such as `UnknownIssuer`).
+fn certificate_problem(problem: &CertificateError, host: &str) -> String {
+    match problem {
+        CertificateError::NotValidForName => format!("certificate is not valid for name {host}"),
+        CertificateError::NotValidForNameContext { presented, .. } if presented.is_empty() => {
+            format!("certificate is not valid for name {host} (it names no host)")
+        }
+        CertificateError::NotValidForNameContext { presented, .. } => {
+            let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
+            format!("certificate is not valid for name {host} (it is valid for {})", names.join(", "))
+        }
+        CertificateError::Expired => "certificate expired".into(),
+        CertificateError::ExpiredContext { time, not_after } => format!(
+            "certificate expired: it is valid until {} (UNIX time), {} seconds before this check",
+            not_after.as_secs(),
+            time.as_secs().saturating_sub(not_after.as_secs())
+        ),
+        CertificateError::NotValidYet => "certificate is not valid yet".into(),
+        CertificateError::NotValidYetContext { time, not_before } => format!(
+            "certificate is not valid yet: it is valid from {} (UNIX time), {} seconds after this check",
+            not_before.as_secs(),
+            not_before.as_secs().saturating_sub(time.as_secs())
+        ),
+        CertificateError::UnknownIssuer => {
+            "certificate is not issued by a trusted CA (unknown issuer: it does not chain to any trusted \
+             certificate)"
+                .into()
+        }
+        CertificateError::BadSignature => "certificate has an invalid signature".into(),
+        CertificateError::Revoked => "certificate has been revoked".into(),
+        CertificateError::BadEncoding => "certificate is not valid DER".into(),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "certificate may not be used for TLS server authentication (extended key usage)".into()
+        }
+        other => format!("certificate was refused: {other}"),
+    }
+}
+
+/// `other.example` from webpki's `DnsName("other.example")`; other forms as they are.
+fn plain_name(presented: &str) -> &str {
+    presented.strip_prefix("DnsName(\"").and_then(|n| n.strip_suffix("\")")).unwrap_or(presented)
 }
 
 fn client_config_with(roots: RootCertStore) -> Result<Arc<ClientConfig>, Error> {

@@ -134,7 +134,8 @@ impl StreamOut {
                 // Partly written (the rest is left in `frame`) or blocked: queue the rest.
                 Poll::Ready(Ok(_)) | Poll::Pending => {}
                 Poll::Ready(Err(_)) => {
-                    // Queue it: the next write reports the error the same way as any other.
+                    // Queue it: `kick` below meets the error again and fails the stream the
+                    // same way as any other write.
                 }
             }
             st.chunks.push_back(frame);
@@ -144,6 +145,13 @@ impl StreamOut {
             st.costs.push_back(cost);
         }
         self.kick(&mut st, inline);
+        if st.done && st.error.is_some() {
+            // The write just made failed (the connection is gone, or the peer stopped the
+            // stream): this frame was dropped with the queue, so say so now rather than
+            // reporting a message as sent that never will be.
+            drop(st);
+            return self.closed_result();
+        }
         Ok(())
     }
 
