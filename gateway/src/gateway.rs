@@ -438,7 +438,9 @@ impl Gateway {
         });
         let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
         tracing::info!(peer = %address, principal = %principal_label, session, "downstream connected");
-        let app = Arc::new(Downstream { shared: shared.clone(), session, auth: auth.clone() });
+        // A client that sends requests without reading the answers is paused, not buffered.
+        let (transport, gate) = crate::backpressure::gate(transport, crate::backpressure::MAX_UNANSWERED);
+        let app = Arc::new(Downstream { shared: shared.clone(), session, auth: auth.clone(), gate });
         let peer = ServerSession::serve(app, transport, PeerConfig::default());
         {
             let mut sessions = lock(&shared.sessions);
@@ -962,6 +964,8 @@ struct Downstream {
     shared: Arc<Shared>,
     session: u64,
     auth: Arc<SessionAuth>,
+    /// The session's request permits (see [`crate::backpressure`]).
+    gate: Arc<crate::backpressure::Gate>,
 }
 
 impl McpServer for Downstream {
@@ -1011,15 +1015,27 @@ impl McpServer for Downstream {
         });
         let name = identity.as_ref().map_or("(refused)", |id| id.principal.name.as_str());
         let span = tracing::info_span!("downstream_request", principal = %name, session, method = %req.method);
+        // The request's permit: held while it is served (dropped with the request if it is
+        // cancelled), then left with the answer until that is queued for writing.
+        let gate = self.gate.clone();
+        let permit = gate.take(&ctx.id);
+        let id = ctx.id.clone();
         Box::pin(
             async move {
-                let _in_flight = shared.enter().map_err(|e| e.to_error_object())?;
-                let identity = identity
-                    .map_err(|reason| Error::Unauthorized { peer: auth.peer.clone(), reason }.to_error_object())?;
-                dispatch(&shared, &live, &identity.principal, session, req, ctx).await.map_err(|e| {
-                    tracing::debug!(error = %e, "request failed");
-                    e.to_error_object()
-                })
+                let outcome = async {
+                    let _in_flight = shared.enter().map_err(|e| e.to_error_object())?;
+                    let identity = identity
+                        .map_err(|reason| Error::Unauthorized { peer: auth.peer.clone(), reason }.to_error_object())?;
+                    dispatch(&shared, &live, &identity.principal, session, req, ctx).await.map_err(|e| {
+                        tracing::debug!(error = %e, "request failed");
+                        e.to_error_object()
+                    })
+                }
+                .await;
+                if let Some(permit) = permit {
+                    gate.give_back(id, permit);
+                }
+                outcome
             }
             .instrument(span),
         )

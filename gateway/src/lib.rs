@@ -43,6 +43,10 @@
 //!   SIGHUP) without dropping sessions: principals, JWT settings, allow-lists, limits,
 //!   budgets, cache and breaker settings change live; upstreams are added, drained and
 //!   removed, or kept with their connections.
+//! - **Backpressure.** At most 64 requests of one downstream session are served or have an
+//!   answer waiting to be written at a time; beyond that the gateway stops reading that
+//!   connection until answers are written, so a client that never reads its answers is paused
+//!   instead of growing the gateway's memory, and other sessions are unaffected.
 //!
 //! ```no_run
 //! # async fn run(transport: mcp_transport_core::Transport) -> Result<(), mcp_gateway::Error> {
@@ -59,6 +63,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod backpressure;
 mod cache;
 pub mod config;
 mod error;
