@@ -33,6 +33,7 @@ pub mod plot;
 pub mod process;
 pub mod report;
 pub mod run;
+pub mod soak;
 pub mod stats;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

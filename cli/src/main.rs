@@ -10,6 +10,7 @@ mod gateway;
 #[cfg(feature = "otel")]
 mod otel;
 mod serve;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -63,6 +64,11 @@ enum Command {
     /// Expose a server on other transports, message for message: a stdio server over QUIC,
     /// WebSocket or a Unix socket, or a remote server as local stdio.
     Bridge(bridge::BridgeArgs),
+    /// Load the gateway on loopback for a bounded time: many concurrent clients making mixed
+    /// calls through it to upstreams on several transports. Reports lost, duplicated and
+    /// mismatched answers, latency, resident memory over time and open descriptors after the
+    /// clients leave; exit status 1 when a criterion is missed.
+    Soak(soak::SoakArgs),
 }
 
 /// What `init_logging` installed that must be finished when the command ends.
@@ -172,6 +178,7 @@ fn main() -> ExitCode {
         }),
         Command::Gateway(args) => runtime.block_on(gateway::run(args)).map(|()| true),
         Command::Bridge(args) => runtime.block_on(bridge::run(args)).map(|()| true),
+        Command::Soak(args) => runtime.block_on(soak::run(args)),
     };
     // Export what the command traced before the runtime goes away.
     if let Err(reason) = telemetry.shutdown() {

@@ -10,6 +10,7 @@
 //! name = "crm"
 //! url = "unix:///run/crm.sock"           # unix:, ws(s)://, quic://…?fingerprint=sha256:HEX, http(s)://
 //! request_timeout = "60s"
+//! idle_timeout = "30s"                   # pooled http(s) connections
 //!
 //! [[upstream]]
 //! name = "files"
@@ -132,6 +133,10 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     /// Default timeout of requests forwarded to it (default 60 s).
     pub request_timeout: Duration,
+    /// How long a pooled connection to an http(s) upstream may stay idle before it is closed
+    /// (default 30 s): bursts open one connection per concurrent call, and this bounds how
+    /// long they outlive the burst.
+    pub idle_timeout: Duration,
     /// Whether `/readyz` needs this upstream ready (default false).
     pub required: bool,
     /// The generation to speak.
@@ -275,6 +280,7 @@ struct RawUpstream {
     cwd: Option<PathBuf>,
     connect_timeout: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
     required: bool,
     #[serde(default)]
@@ -556,7 +562,12 @@ impl GatewayConfig {
             }
             let connect_timeout = src.duration(&u.connect_timeout, "connect_timeout", Duration::from_secs(10))?;
             let request_timeout = src.duration(&u.request_timeout, "request_timeout", Duration::from_secs(60))?;
-            for (d, v) in [(connect_timeout, &u.connect_timeout), (request_timeout, &u.request_timeout)] {
+            let idle_timeout = src.duration(&u.idle_timeout, "idle_timeout", Duration::from_secs(30))?;
+            for (d, v) in [
+                (connect_timeout, &u.connect_timeout),
+                (request_timeout, &u.request_timeout),
+                (idle_timeout, &u.idle_timeout),
+            ] {
                 if d.is_zero() {
                     return Err(src.error(v.as_ref().map_or(0..0, Spanned::span), "a timeout must be positive"));
                 }
@@ -566,6 +577,7 @@ impl GatewayConfig {
                 target,
                 connect_timeout,
                 request_timeout,
+                idle_timeout,
                 required: u.required,
                 generation: u.generation,
                 bearer_token_env: u.bearer_token_env.clone(),
@@ -827,6 +839,7 @@ health_interval = "5s"
 name = "crm"
 url = "unix:///tmp/crm.sock"
 request_timeout = "2m"
+idle_timeout = "5s"
 required = true
 rate_limit = "10/s"
 
@@ -862,6 +875,8 @@ tools = ["crm::get_*"]
         assert_eq!(c.listen.len(), 2);
         assert_eq!(c.health_interval, Some(Duration::from_secs(5)));
         assert_eq!(c.upstreams[0].request_timeout, Duration::from_secs(120));
+        assert_eq!(c.upstreams[0].idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.upstreams[1].idle_timeout, Duration::from_secs(30), "the default");
         assert!(c.upstreams[0].required);
         assert_eq!(
             c.upstreams[0].rate_limit,

@@ -422,8 +422,11 @@ pub(crate) async fn connect_transport(
             mcp_transport_ws::connect(url, &c).await.map_err(|e| e.to_string())?
         }
         "http" | "https" => {
-            let mut c =
-                mcp_transport_http::HttpClientConfig { connect_timeout: config.connect_timeout, ..Default::default() };
+            let mut c = mcp_transport_http::HttpClientConfig {
+                connect_timeout: config.connect_timeout,
+                pool_idle_timeout: config.idle_timeout,
+                ..Default::default()
+            };
             if let Some(token) = bearer(config)? {
                 let value = format!("Bearer {token}")
                     .parse()

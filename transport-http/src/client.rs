@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mcp_transport_core::message::codes;
 use mcp_transport_core::transport::{BoxFuture, Outbound, Outgoing};
 use mcp_transport_core::{
@@ -123,7 +123,9 @@ pub async fn connect(url: &str, config: HttpClientConfig) -> Result<Transport, E
         builder.enable_http1().wrap_connector(http)
     };
     let client: HttpClient = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(config.pool_idle_timeout)
+        // Without a timer idle connections are only dropped when the pool is next used.
+        .pool_timer(TokioTimer::new())
         .http2_only(config.http2 && !https)
         .build(connector);
     let (tx, rx) = inbound_channel(&config.limits);

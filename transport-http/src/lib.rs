@@ -385,6 +385,10 @@ pub struct HttpClientConfig {
     pub default_retry: Duration,
     /// Consecutive failed attempts after which a stream is given up (default 5).
     pub max_reconnects: u32,
+    /// How long a pooled keep-alive connection may stay idle before it is closed (default
+    /// 90 s). Concurrent requests open one connection each on HTTP/1.1; this bounds how long
+    /// they outlive a burst.
+    pub pool_idle_timeout: Duration,
 }
 
 impl Default for HttpClientConfig {
@@ -399,6 +403,7 @@ impl Default for HttpClientConfig {
             connect_timeout: Duration::from_secs(10),
             default_retry: Duration::from_secs(1),
             max_reconnects: 5,
+            pool_idle_timeout: Duration::from_secs(90),
         }
     }
 }
