@@ -399,6 +399,46 @@ fn parse_jwks(text: &str) -> Result<Vec<JwtKey>, String> {
     Ok(keys)
 }
 
+/// A configuration accepting HS256 with `hs256_secret` and RS256/ES256 with the keys of the
+/// JWKS document `jwks` (read as the configuration loader reads a `jwks_file`), issuer
+/// `issuer`, audiences `audience`, a 30 s leeway, principal claim `sub`, no subject mapping
+/// and unknown subjects refused; its public fields may be changed afterwards. For fuzzing only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_config(issuer: &str, audience: &[&str], hs256_secret: &[u8], jwks: &str) -> Result<JwtConfig, String> {
+    let keys = parse_jwks(jwks)?;
+    let mut algorithms = vec![JwtAlgorithm::HS256];
+    for alg in [JwtAlgorithm::RS256, JwtAlgorithm::ES256] {
+        if keys.iter().any(|k| k.algorithm == alg) {
+            algorithms.push(alg);
+        }
+    }
+    Ok(JwtConfig {
+        issuer: issuer.to_owned(),
+        audience: audience.iter().map(|a| (*a).to_owned()).collect(),
+        algorithms,
+        hs256_secret: Some(JwtSecret(hs256_secret.to_vec())),
+        jwks_file: None,
+        keys,
+        leeway: Duration::from_secs(30),
+        principal_claim: "sub".to_owned(),
+        subjects: BTreeMap::new(),
+        unknown_subjects: UnknownSubjects::Refuse,
+    })
+}
+
+/// Verifies `token` with `config` (`principals`: which principal names are configured) and
+/// returns the principal it maps to and its `exp`, or why it is refused. For fuzzing only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_verify(
+    config: &JwtConfig,
+    token: &str,
+    principals: &dyn Fn(&str) -> bool,
+) -> Result<(String, u64), String> {
+    config.verify(token, principals).map(|v| (v.principal, v.expires_at))
+}
+
 /// Whether a bearer token has the shape of a JWT: three base64url parts (the signature may
 /// be empty, as in unsigned tokens, which are then refused with that reason).
 pub(crate) fn looks_like_jwt(token: &str) -> bool {

@@ -112,6 +112,12 @@ impl CircuitBreaker {
         };
     }
 
+    /// A fresh connection to the upstream completed its handshake: whatever failed before
+    /// belonged to the old connection, so the breaker closes with no failures counted.
+    pub fn reset(&mut self) {
+        self.phase = Phase::Closed { failures: 0 };
+    }
+
     /// An accepted call ended without a verdict (it was cancelled).
     pub fn on_abandon(&mut self) {
         if let Phase::HalfOpen { in_flight } = self.phase {
@@ -631,6 +637,9 @@ mod tests {
         assert_eq!(b.try_acquire(t1 + Duration::from_secs(1)), Err(Duration::from_secs(9)));
         b.on_success(t1 + Duration::from_secs(1));
         assert_eq!(b.state(t1 + Duration::from_secs(1)), BreakerState::Open, "early successes do not close");
+        b.reset();
+        assert_eq!(b.state(t1 + Duration::from_secs(1)), BreakerState::Closed, "a fresh connection does");
+        assert_eq!(b.try_acquire(t1 + Duration::from_secs(1)), Ok(()));
     }
 
     fn budgets(text: &str) -> TokenBudgets {

@@ -298,7 +298,8 @@ impl Upstream {
                     *lock(&self.client) = Some(client);
                     self.bump_generation();
                     self.refresh_catalog().await;
-                    self.breaker().on_success(std::time::Instant::now());
+                    // Calls that failed with the old connection say nothing about this one.
+                    self.breaker().reset();
                     self.state.send_replace(UpstreamState::Ready);
                     metrics::gauge!("mcp_gateway_upstream_up", "upstream" => self.config.name.clone()).set(1.0);
                     if let Some(hub) = hub.upgrade() {
