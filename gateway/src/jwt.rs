@@ -586,3 +586,29 @@ impl JwtConfig {
         }
     }
 }
+
+#[cfg(all(test, feature = "fuzzing"))]
+mod fuzz_entry {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn fuzz_config_verifies_like_a_loaded_one() {
+        let jwks = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"ec-1",
+            "x":"K8RpnOas1g07uZkNrKSLHyPt9I0s3_V1KEZ_OAAuuFc","y":"pXikaV0eV9AMj0wMNE_wJwTKSNtQY0HzgLgpIQ3HtPI"}]}"#;
+        let config = super::fuzz_config("https://idp/", &["mcp"], SECRET, jwks).unwrap();
+        assert_eq!(config.algorithms, [super::JwtAlgorithm::HS256, super::JwtAlgorithm::ES256]);
+        let exp = super::unix_now() + 600;
+        let claims = json!({"iss": "https://idp/", "aud": "mcp", "exp": exp, "sub": "alice"});
+        let sign =
+            |key: &[u8]| jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(key)).unwrap();
+        let mut config = config;
+        config.unknown_subjects = super::UnknownSubjects::ByName;
+        let alice = |p: &str| p == "alice";
+        assert_eq!(super::fuzz_verify(&config, &sign(SECRET), &alice), Ok(("alice".to_owned(), exp)));
+        let forged = super::fuzz_verify(&config, &sign(b"another secret of 32 bytes or so"), &alice);
+        assert!(forged.is_err_and(|e| e.contains("signature does not verify")));
+    }
+}

@@ -426,6 +426,8 @@ pub(crate) async fn connect_transport(
             let mut c = mcp_transport_http::HttpClientConfig {
                 connect_timeout: config.connect_timeout,
                 pool_idle_timeout: config.idle_timeout,
+                // Calls from different clients are independent; their order is not kept anyway.
+                ordered_requests: false,
                 ..Default::default()
             };
             if let Some(token) = bearer(config)? {

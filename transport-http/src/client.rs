@@ -19,7 +19,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mcp_transport_core::message::codes;
 use mcp_transport_core::transport::{BoxFuture, Outbound, Outgoing};
 use mcp_transport_core::{
-    Error as TransportError, ErrorObject, Id, Incoming, Message, PeerInfo, Receiver, Response, Sender, Transport,
+    Error as TransportError, ErrorObject, Id, Incoming, Message, PeerInfo, Receiver, Request, Response, Sender,
+    Transport,
 };
 use serde::Deserialize;
 use tokio_rustls::rustls;
@@ -433,12 +434,8 @@ impl Shared {
                 Message::Request(r) => {
                     if r.method == "initialize" {
                         init = Some(single.clone());
-                    } else if headers::may_be_modern(r.params.as_deref()) {
-                        let facts = headers::body_facts(r.params.as_deref());
-                        if let Some(Some(version)) = facts.version.clone() {
-                            let name = headers::name_source(&r.method).and_then(|s| s.pick(&facts)).map(str::to_owned);
-                            modern = Some(ModernHeaders { version, method: r.method.clone(), name });
-                        }
+                    } else {
+                        modern = modern_of(r);
                     }
                 }
                 Message::Notification(n) => initialized = n.method == "notifications/initialized",
@@ -460,7 +457,7 @@ impl Shared {
     /// Takes every queued message whose turn has come. The caller starts them with
     /// [`start`](Self::start) after releasing the lock (spawning under the lock could drop a
     /// task's future, and its `Drop` takes the lock, on a runtime that is shutting down).
-    fn dispatch(st: &mut State) -> Vec<Job> {
+    fn dispatch(st: &mut State, ordered: bool) -> Vec<Job> {
         let mut jobs = Vec::new();
         while !st.reinit {
             let Some(front) = st.queue.front() else { break };
@@ -471,7 +468,10 @@ impl Shared {
             let token = st.next_token;
             st.next_token += 1;
             st.unacked += 1;
-            let late = q.kind == Kind::Request && (q.modern.is_some() || !st.early_acks);
+            // A request whose acknowledgement comes only with its answer, or whose order does not
+            // matter to the caller, lets the next message go at once.
+            let unordered = !ordered && q.init.is_none();
+            let late = q.kind == Kind::Request && (q.modern.is_some() || !st.early_acks || unordered);
             st.gate = Some(Gate { token, late });
             let generation = st.generation;
             for id in &q.ids {
@@ -555,7 +555,7 @@ impl Shared {
         if st.gate.as_ref().is_some_and(|g| g.token == token) {
             st.gate = None;
         }
-        let jobs = Self::dispatch(&mut st);
+        let jobs = Self::dispatch(&mut st, self.config.ordered_requests);
         drop(st);
         self.start(jobs, false);
         self.budget.release(1, cost as usize);
@@ -683,7 +683,7 @@ impl Shared {
         let jobs = {
             let mut st = self.lock();
             st.reinit = false;
-            Self::dispatch(&mut st)
+            Self::dispatch(&mut st, self.config.ordered_requests)
         };
         self.start(jobs, false);
     }
@@ -927,7 +927,7 @@ impl Shared {
             return Ok(());
         }
         st.queue.push_back(q);
-        let jobs = Self::dispatch(&mut st);
+        let jobs = Self::dispatch(&mut st, self.config.ordered_requests);
         drop(st);
         self.start(jobs, false);
         Ok(())
@@ -958,6 +958,29 @@ impl std::fmt::Display for GetError {
 fn post_headers(h: &mut HeaderMap) {
     h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     h.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+}
+
+/// The 2026-07-28 headers of a request whose params name a protocol version in `_meta`
+/// (`None` for other requests, which are sent as 2025 ones).
+fn modern_of(r: &Request) -> Option<ModernHeaders> {
+    if !headers::may_be_modern(r.params.as_deref()) {
+        return None;
+    }
+    let facts = headers::body_facts(r.params.as_deref());
+    let version = facts.version.clone()??;
+    let name = headers::name_source(&r.method).and_then(|s| s.pick(&facts)).map(str::to_owned);
+    Some(ModernHeaders { version, method: r.method.clone(), name })
+}
+
+/// The headers this client sends with a POST carrying the single request `r`, when that is a
+/// 2026-07-28 request (for the fuzz target, which checks that the listener accepts them).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_modern_post_headers(r: &Request) -> Option<HeaderMap> {
+    let m = modern_of(r)?;
+    let mut h = HeaderMap::new();
+    post_headers(&mut h);
+    modern_headers(&mut h, &m);
+    Some(h)
 }
 
 fn modern_headers(h: &mut HeaderMap, m: &ModernHeaders) {
@@ -1339,5 +1362,53 @@ impl Outbound for ClientOutbound {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(id: i64) -> Queued {
+        Queued {
+            body: Bytes::from_static(b"{}"),
+            cost: 1,
+            kind: Kind::Request,
+            ids: vec![Id::Number(id)],
+            init: None,
+            initialized: false,
+            modern: None,
+        }
+    }
+
+    /// A session whose server acknowledges POSTs before answering them (SSE priming).
+    fn primed_session() -> State {
+        State { early_acks: true, ..State::default() }
+    }
+
+    #[test]
+    fn ordered_requests_wait_for_the_previous_acknowledgement_and_unordered_ones_do_not() {
+        let mut st = primed_session();
+        st.queue.extend([request(1), request(2), request(3)]);
+        let first = Shared::dispatch(&mut st, true);
+        assert_eq!(first.len(), 1, "the second waits for the first POST's acknowledgement");
+        assert_eq!(st.queue.len(), 2);
+        st.gate = None;
+        assert_eq!(Shared::dispatch(&mut st, true).len(), 1, "then the next one goes");
+
+        let mut st = primed_session();
+        st.queue.extend([request(1), request(2), request(3)]);
+        assert_eq!(Shared::dispatch(&mut st, false).len(), 3, "all at once");
+        assert!(st.queue.is_empty());
+        assert_eq!(st.pending.len(), 3, "each awaits its response");
+    }
+
+    #[test]
+    fn initialize_keeps_its_order_when_requests_do_not() {
+        let mut st = primed_session();
+        let mut init = request(0);
+        init.init = Some(Message::Request(Request { id: Id::Number(0), method: "initialize".into(), params: None }));
+        st.queue.extend([init, request(1)]);
+        assert_eq!(Shared::dispatch(&mut st, false).len(), 1, "nothing overtakes initialize");
     }
 }

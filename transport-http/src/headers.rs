@@ -274,6 +274,15 @@ impl HostPolicy {
     }
 }
 
+/// Whether the loopback policy's fast path and its parsing path agree on `host` (the fuzz
+/// target's check: the fast path must never admit a host the full check refuses).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_loopback_paths_agree(host: &str, port: u16) -> bool {
+    let slow =
+        split_authority(host).is_some_and(|(h, p)| LOOPBACK_NAMES.contains(&h.as_str()) && p.is_none_or(|p| p == port));
+    !fast_loopback(host, port) || slow
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

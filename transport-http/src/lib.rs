@@ -83,7 +83,8 @@
 //! - Event ids are `S-N`: stream `S` (0 is the `GET` stream, POST streams count up from 1) and
 //!   sequence `N` within it (the priming event carries the last sequence already sent). A `GET`
 //!   with `Last-Event-ID: S-N` replays the events of stream `S` after `N` that are still
-//!   retained ([`HttpServerConfig::replay_messages`] / [`HttpServerConfig::replay_bytes`]
+//!   retained ([`HttpServerConfig::replay_messages`] / [`HttpServerConfig::replay_bytes`] /
+//!   [`HttpServerConfig::replay_window`]
 //!   delivered events per session, plus everything not yet delivered) and continues that
 //!   stream (a POST stream ends after its last response). An id that is malformed, names no
 //!   stream, or whose following events were already discarded gets `400` with -32600, not
@@ -186,6 +187,25 @@ pub fn fuzz_sse(input: &[u8], cuts: &[usize], limit: usize) -> usize {
     }
     whole.0.len()
 }
+/// Runs the listener's checks on one request (a method, a request target, headers and a body)
+/// against the configuration `config` picks (its generations, host and origin lists, and
+/// `Mcp-Param-*` lookup), with no session open, as far as they depend on the request alone.
+/// Returns `None` when hyper would refuse the method, target or a header itself, else the
+/// answer's status and body (status 0: the request went on to a session or an exchange).
+/// Checks on the way that every answer is a client error with a JSON-RPC error body, and
+/// that the headers this crate's client sends with a 2026-07-28 request get past the checks.
+/// For fuzzing only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_http_request(
+    config: u8,
+    method: &[u8],
+    target: &[u8],
+    headers: &[(&[u8], &[u8])],
+    body: &[u8],
+) -> Option<(u16, Vec<u8>)> {
+    server::fuzz::request(config, method, target, headers, body)
+}
 pub use server::HttpListener;
 pub use tls::{ClientTls, ServerTls};
 
@@ -252,6 +272,10 @@ pub struct HttpServerConfig {
     pub replay_messages: usize,
     /// Bytes of delivered SSE events kept per session for replay (default 4 MiB).
     pub replay_bytes: usize,
+    /// How long delivered SSE events stay retained for replay (default 10 s). A client whose
+    /// stream broke resumes within seconds (`retry:` is 1 s); older events would only hold
+    /// memory, up to the bounds above for every session at once.
+    pub replay_window: Duration,
     /// Largest number of concurrent HTTP/2 streams per connection (default 256). The other
     /// HTTP/2 limits are fixed: a `PING` every 30 s on every HTTP/2 connection, which is
     /// closed when one goes unanswered for 20 s (a peer that vanished); at most 20 streams
@@ -289,6 +313,7 @@ impl std::fmt::Debug for HttpServerConfig {
             .field("stream_backlog", &self.stream_backlog)
             .field("replay_messages", &self.replay_messages)
             .field("replay_bytes", &self.replay_bytes)
+            .field("replay_window", &self.replay_window)
             .field("http2_max_streams", &self.http2_max_streams)
             .field("param_headers", &self.param_headers)
             .field("authorize", &self.authorize.is_some())
@@ -353,6 +378,7 @@ impl Default for HttpServerConfig {
             stream_backlog: 256,
             replay_messages: 256,
             replay_bytes: 4 * 1024 * 1024,
+            replay_window: Duration::from_secs(10),
             http2_max_streams: 256,
             param_headers: None,
             authorize: None,
@@ -385,6 +411,13 @@ pub struct HttpClientConfig {
     pub default_retry: Duration,
     /// Consecutive failed attempts after which a stream is given up (default 5).
     pub max_reconnects: u32,
+    /// Hold each request's POST until the server has acknowledged the previous POST, so that
+    /// requests reach the server in the order they were sent (default on). Off: requests go
+    /// out at once, concurrently, as most MCP clients send them; callers whose requests are
+    /// independent of each other (a gateway multiplexing many clients on one session) lose
+    /// nothing and save a round trip per request under load. `initialize` and notifications
+    /// keep their order either way.
+    pub ordered_requests: bool,
     /// How long a pooled keep-alive connection may stay idle before it is closed (default
     /// 90 s). Concurrent requests open one connection each on HTTP/1.1; this bounds how long
     /// they outlive a burst.
@@ -404,6 +437,7 @@ impl Default for HttpClientConfig {
             default_retry: Duration::from_secs(1),
             max_reconnects: 5,
             pool_idle_timeout: Duration::from_secs(90),
+            ordered_requests: true,
         }
     }
 }

@@ -91,6 +91,32 @@ impl Stream {
     }
 }
 
+/// An event already handed to a connection, kept for replay after `Last-Event-ID`.
+struct Delivered {
+    stream: u64,
+    seq: u64,
+    at: Instant,
+    event: Bytes,
+}
+
+/// Drops retained events, oldest first, until at most `max_messages` and `max_bytes` remain
+/// and none is older than `window` at `now`.
+fn prune(
+    history: &mut VecDeque<Delivered>,
+    bytes: &mut usize,
+    (max_messages, max_bytes, window): (usize, usize, Duration),
+    now: Instant,
+) {
+    while let Some(oldest) = history.front() {
+        let expired = now.saturating_duration_since(oldest.at) > window;
+        if !expired && history.len() <= max_messages && *bytes <= max_bytes {
+            break;
+        }
+        *bytes -= oldest.event.len();
+        history.pop_front();
+    }
+}
+
 struct State {
     /// Feeds the transport's receiver; `None` once the session has ended.
     inbound: Option<InTx>,
@@ -98,8 +124,8 @@ struct State {
     next_stream: u64,
     /// Request id to the POST stream that will carry its response.
     requests: HashMap<Id, u64>,
-    /// Events already handed to a connection, kept for replay: (stream, seq, bytes).
-    history: VecDeque<(u64, u64, Bytes)>,
+    /// Events already handed to a connection, kept for replay, oldest first.
+    history: VecDeque<Delivered>,
     history_bytes: usize,
     sender_closed: bool,
     /// No longer accepting HTTP requests (`404`).
@@ -246,6 +272,15 @@ impl Session {
     pub(crate) fn delete(&self) {
         tracing::info!(session = %self.id, "session deleted by the client");
         self.end(false);
+    }
+
+    /// Drops retained events older than the replay window (called periodically, so that a
+    /// quiet session does not hold its last burst).
+    pub(crate) fn prune_history(&self) {
+        let bounds = (self.config.replay_messages, self.config.replay_bytes, self.config.replay_window);
+        let mut st = self.lock();
+        let st = &mut *st;
+        prune(&mut st.history, &mut st.history_bytes, bounds, Instant::now());
     }
 
     /// The session sat idle too long: end it in both directions.
@@ -507,15 +542,11 @@ impl Session {
     /// The retained events after `last` (`S-N`), and the stream to continue (`None` when it
     /// has finished: only the replay is sent).
     fn replay(&self, last: &str) -> Result<(Option<u64>, Vec<Bytes>), &'static str> {
-        let (s, n) = last.split_once('-').ok_or("not an event id of this server")?;
-        let (sid, after): (u64, u64) = (
-            s.parse().map_err(|_| "not an event id of this server")?,
-            n.parse().map_err(|_| "not an event id of this server")?,
-        );
+        let (sid, after) = parse_event_id(last).ok_or("not an event id of this server")?;
         let st = self.lock();
         let replayed: Vec<Bytes> =
-            st.history.iter().filter(|(s, q, _)| *s == sid && *q > after).map(|(_, _, b)| b.clone()).collect();
-        let contiguous = st.history.iter().any(|(s, q, _)| *s == sid && *q == after + 1);
+            st.history.iter().filter(|d| d.stream == sid && d.seq > after).map(|d| d.event.clone()).collect();
+        let contiguous = st.history.iter().any(|d| d.stream == sid && d.seq == after + 1);
         match st.streams.get(&sid) {
             Some(stream) if after > stream.sent => Err("that event was never sent"),
             Some(stream) if after < stream.sent && !contiguous => Err("the events after it are no longer retained"),
@@ -692,17 +723,13 @@ impl Session {
                     buf.get_or_insert_with(BytesMut::new).extend_from_slice(&event);
                 }
                 st.history_bytes += event.len();
-                st.history.push_back((sid, q.seq, event));
+                st.history.push_back(Delivered { stream: sid, seq: q.seq, at: Instant::now(), event });
             }
             if let Some(buf) = buf {
                 out = Some(buf.freeze());
             }
-            while st.history.len() > retain_msgs || st.history_bytes > retain_bytes {
-                match st.history.pop_front() {
-                    Some((_, _, b)) => st.history_bytes -= b.len(),
-                    None => break,
-                }
-            }
+            let bounds = (retain_msgs, retain_bytes, self.config.replay_window);
+            prune(&mut st.history, &mut st.history_bytes, bounds, Instant::now());
         }
         let Some(stream) = st.streams.get_mut(&sid) else { return Poll::Ready(out) };
         let result = if out.is_some() {
@@ -880,16 +907,9 @@ pub(crate) async fn post(
     incoming: Incoming,
     len: usize,
 ) -> HttpResponse {
-    let session_id = match headers::text(h, &headers::SESSION_ID) {
+    let session_id = match session_header(h) {
         Ok(v) => v,
-        Err(_) => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                codes::INVALID_REQUEST,
-                "Bad Request: malformed Mcp-Session-Id",
-            );
-        }
+        Err(refused) => return *refused,
     };
     if let Some(id) = session_id {
         return match core.session(id) {
@@ -900,26 +920,8 @@ pub(crate) async fn post(
             None => session_not_found(id),
         };
     }
-    let init = matches!(&incoming, Incoming::Message(Message::Request(r)) if r.method == "initialize");
-    if !init {
-        let modern = matches!(&incoming, Incoming::Message(Message::Request(r))
-            if headers::may_be_modern(r.params.as_deref()) && headers::body_facts(r.params.as_deref()).version.is_some());
-        let id = super::request_id(&incoming);
-        return if modern {
-            rpc_error(
-                StatusCode::BAD_REQUEST,
-                id,
-                codes::HEADER_MISMATCH,
-                "Header mismatch: missing MCP-Protocol-Version header on a 2026-07-28 request",
-            )
-        } else {
-            rpc_error(
-                StatusCode::BAD_REQUEST,
-                id,
-                codes::INVALID_REQUEST,
-                "Bad Request: missing Mcp-Session-Id header; send initialize first to start a session",
-            )
-        };
+    if let Err(refused) = check_new_session(&incoming) {
+        return *refused;
     }
     let token = super::bearer_token(h);
     if !core.authorized(token.as_ref()) {
@@ -947,4 +949,84 @@ pub(crate) async fn post(
         );
     }
     session.post(conn, incoming, len, true).await
+}
+
+/// A 2025 POST's `Mcp-Session-Id` (`None` when absent); `400` when it is repeated or not
+/// visible ASCII.
+pub(super) fn session_header(h: &HeaderMap) -> Result<Option<&str>, Box<HttpResponse>> {
+    headers::text(h, &headers::SESSION_ID).map_err(|_| {
+        Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            codes::INVALID_REQUEST,
+            "Bad Request: malformed Mcp-Session-Id",
+        ))
+    })
+}
+
+/// A 2025 POST without `Mcp-Session-Id` must be `initialize` (it starts a session), else `400`:
+/// -32020 when it looks like a 2026-07-28 request sent without its `MCP-Protocol-Version`.
+pub(super) fn check_new_session(incoming: &Incoming) -> Result<(), Box<HttpResponse>> {
+    let init = matches!(incoming, Incoming::Message(Message::Request(r)) if r.method == "initialize");
+    if init {
+        return Ok(());
+    }
+    let modern = matches!(incoming, Incoming::Message(Message::Request(r))
+        if headers::may_be_modern(r.params.as_deref()) && headers::body_facts(r.params.as_deref()).version.is_some());
+    let id = super::request_id(incoming);
+    Err(Box::new(if modern {
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            codes::HEADER_MISMATCH,
+            "Header mismatch: missing MCP-Protocol-Version header on a 2026-07-28 request",
+        )
+    } else {
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            codes::INVALID_REQUEST,
+            "Bad Request: missing Mcp-Session-Id header; send initialize first to start a session",
+        )
+    }))
+}
+
+/// Reads an event id `S-N` (stream, sequence) of this server.
+pub(super) fn parse_event_id(id: &str) -> Option<(u64, u64)> {
+    let (s, n) = id.split_once('-')?;
+    Some((s.parse().ok()?, n.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retained_events_are_bounded_by_count_bytes_and_age() {
+        let now = Instant::now();
+        let event = |seq: u64, age_s: u64| Delivered {
+            stream: 1,
+            seq,
+            at: now - Duration::from_secs(age_s),
+            event: Bytes::from(vec![b'x'; 10]),
+        };
+        let fill = || {
+            let history: VecDeque<Delivered> = [event(1, 30), event(2, 8), event(3, 5), event(4, 0)].into();
+            (history, 40usize)
+        };
+        let seqs = |h: &VecDeque<Delivered>| h.iter().map(|d| d.seq).collect::<Vec<_>>();
+        let (mut h, mut bytes) = fill();
+        prune(&mut h, &mut bytes, (256, 1 << 20, Duration::from_secs(10)), now);
+        assert_eq!((seqs(&h), bytes), (vec![2, 3, 4], 30), "older than the window");
+        prune(&mut h, &mut bytes, (256, 1 << 20, Duration::from_secs(6)), now);
+        assert_eq!((seqs(&h), bytes), (vec![3, 4], 20));
+        let (mut h, mut bytes) = fill();
+        prune(&mut h, &mut bytes, (2, 1 << 20, Duration::from_secs(60)), now);
+        assert_eq!((seqs(&h), bytes), (vec![3, 4], 20), "count bound");
+        let (mut h, mut bytes) = fill();
+        prune(&mut h, &mut bytes, (256, 15, Duration::from_secs(60)), now);
+        assert_eq!((seqs(&h), bytes), (vec![4], 10), "byte bound");
+        prune(&mut h, &mut bytes, (256, 15, Duration::from_secs(60)), now + Duration::from_secs(61));
+        assert!(h.is_empty() && bytes == 0, "everything ages out");
+    }
 }

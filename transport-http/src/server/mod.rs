@@ -2,6 +2,8 @@
 //! dispatch of each request to the 2025 session machinery or the 2026-07-28 stateless one.
 
 mod body;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod legacy;
 mod modern;
 
@@ -434,11 +436,11 @@ where
 
 /// Expires idle sessions.
 async fn reap_sessions(core: Weak<Core>, stop: CancellationToken) {
-    let idle = match core.upgrade() {
-        Some(c) => c.config.session_idle_timeout,
+    let (idle, window) = match core.upgrade() {
+        Some(c) => (c.config.session_idle_timeout, c.config.replay_window),
         None => return,
     };
-    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+    let tick = (idle / 4).min(window).clamp(Duration::from_millis(10), Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -447,6 +449,7 @@ async fn reap_sessions(core: Weak<Core>, stop: CancellationToken) {
         let Some(core) = core.upgrade() else { return };
         let sessions: Vec<Arc<Session>> = core.sessions().values().cloned().collect();
         for s in sessions {
+            s.prune_history();
             if s.idle_for() >= Some(idle) {
                 tracing::info!(session = %s.id, "session expired");
                 s.expire();
@@ -467,27 +470,8 @@ fn forbidden(what: &str) -> HttpResponse {
 }
 
 async fn route(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::body::Incoming>) -> HttpResponse {
-    let headers = req.headers();
-    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()));
-    match host {
-        Some(h) if core.hosts.allows(h) => {}
-        Some(h) => return forbidden(&format!("Host {:?} is not allowed (DNS rebinding protection)", body::snippet(h))),
-        None => return forbidden("the request has no Host"),
-    }
-    if let Some(origin) = headers.get(ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| headers::origin_allowed(o, core.config.allowed_origins.as_deref()));
-        if !allowed {
-            let shown = String::from_utf8_lossy(origin.as_bytes());
-            return forbidden(&format!("Origin {:?} is not allowed", body::snippet(&shown)));
-        }
-    }
-    if req.uri().path() != core.config.path {
-        return rpc_error(
-            StatusCode::NOT_FOUND,
-            None,
-            codes::INVALID_REQUEST,
-            format!("no MCP endpoint at {:?}; it is at {:?}", body::snippet(req.uri().path()), core.config.path),
-        );
+    if let Err(refused) = check_target(&core.hosts, &core.config, req.uri(), req.headers()) {
+        return *refused;
     }
     let method = req.method().clone();
     match method {
@@ -495,6 +479,42 @@ async fn route(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::b
         Method::GET | Method::DELETE => get_or_delete(core, conn, req),
         _ => body::method_not_allowed(allow(&core.config)),
     }
+}
+
+/// The checks every request passes first: `Host` and `Origin` (DNS rebinding), then the path.
+fn check_target(
+    hosts: &HostPolicy,
+    config: &HttpServerConfig,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Result<(), Box<HttpResponse>> {
+    let host = uri.authority().map(|a| a.as_str()).or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()));
+    match host {
+        Some(h) if hosts.allows(h) => {}
+        Some(h) => {
+            return Err(Box::new(forbidden(&format!(
+                "Host {:?} is not allowed (DNS rebinding protection)",
+                body::snippet(h)
+            ))));
+        }
+        None => return Err(Box::new(forbidden("the request has no Host"))),
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| headers::origin_allowed(o, config.allowed_origins.as_deref()));
+        if !allowed {
+            let shown = String::from_utf8_lossy(origin.as_bytes());
+            return Err(Box::new(forbidden(&format!("Origin {:?} is not allowed", body::snippet(&shown)))));
+        }
+    }
+    if uri.path() != config.path {
+        return Err(Box::new(rpc_error(
+            StatusCode::NOT_FOUND,
+            None,
+            codes::INVALID_REQUEST,
+            format!("no MCP endpoint at {:?}; it is at {:?}", body::snippet(uri.path()), config.path),
+        )));
+    }
+    Ok(())
 }
 
 fn allow(config: &HttpServerConfig) -> &'static str {
@@ -523,36 +543,10 @@ pub(crate) fn unsupported_version(id: Option<Id>, requested: &str, supported: &[
 async fn post(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::body::Incoming>) -> HttpResponse {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
-    if !headers::content_type_is(h, JSON) {
-        return rpc_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            codes::INVALID_REQUEST,
-            "Unsupported Media Type: Content-Type must be application/json",
-        );
-    }
-    if !headers::accepts_json_and_sse(h) {
-        return rpc_error(
-            StatusCode::NOT_ACCEPTABLE,
-            None,
-            codes::INVALID_REQUEST,
-            "Not Acceptable: Accept must list both application/json and text/event-stream",
-        );
+    if let Err(refused) = check_post_head(&core.config, h) {
+        return *refused;
     }
     let limit = core.config.limits.max_message_size;
-    let too_large = |size: String| {
-        rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            codes::INVALID_REQUEST,
-            format!("request body of {size} bytes exceeds the limit of {limit} bytes"),
-        )
-    };
-    if let Some(len) = h.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return too_large(len.to_string());
-    }
     let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
     // Usually the whole body came with the head: no timer needed then.
     let ready =
@@ -581,7 +575,7 @@ async fn post(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::bo
     };
     let bytes = match collected {
         Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(format!("more than {limit}")),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(format!("more than {limit}"), limit),
         Err(e) => {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -591,63 +585,111 @@ async fn post(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::bo
             );
         }
     };
-    let incoming = Incoming::parse(&bytes);
+    let incoming = match parse_body(&bytes) {
+        Ok(incoming) => incoming,
+        Err(refused) => return *refused,
+    };
+    match generation(&core.config, h, &incoming) {
+        Ok(Some(v)) => modern::post(&core, &conn, h, incoming, bytes.len(), v).await,
+        Ok(None) => legacy::post(&core, &conn, h, incoming, bytes.len()).await,
+        Err(refused) => *refused,
+    }
+}
+
+/// `413` for a body over the limit.
+fn too_large(size: String, limit: usize) -> HttpResponse {
+    rpc_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+        codes::INVALID_REQUEST,
+        format!("request body of {size} bytes exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// A POST's `Content-Type`, `Accept` and `Content-Length`, before its body is read.
+fn check_post_head(config: &HttpServerConfig, h: &http::HeaderMap) -> Result<(), Box<HttpResponse>> {
+    if !headers::content_type_is(h, JSON) {
+        return Err(Box::new(rpc_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            codes::INVALID_REQUEST,
+            "Unsupported Media Type: Content-Type must be application/json",
+        )));
+    }
+    if !headers::accepts_json_and_sse(h) {
+        return Err(Box::new(rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            None,
+            codes::INVALID_REQUEST,
+            "Not Acceptable: Accept must list both application/json and text/event-stream",
+        )));
+    }
+    let limit = config.limits.max_message_size;
+    if let Some(len) = h.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(Box::new(too_large(len.to_string(), limit)));
+    }
+    Ok(())
+}
+
+/// A POST body as JSON-RPC: `400` for one that is not JSON or not JSON-RPC.
+fn parse_body(bytes: &[u8]) -> Result<Incoming, Box<HttpResponse>> {
+    let incoming = Incoming::parse(bytes);
     if let Incoming::Invalid(e) = &incoming {
         let status = StatusCode::BAD_REQUEST;
         let resp = e.to_response();
-        return rpc_error_object(status, resp.id, resp.outcome.err().unwrap_or_else(|| ErrorObject::internal("")));
+        return Err(Box::new(rpc_error_object(
+            status,
+            resp.id,
+            resp.outcome.err().unwrap_or_else(|| ErrorObject::internal("")),
+        )));
     }
+    Ok(incoming)
+}
+
+/// Which generation serves a POST: `Some(version)` for 2026-07-28 (the header's value),
+/// `None` for the 2025 sessions; refused when the listener does not serve the one asked for.
+fn generation<'h>(
+    config: &HttpServerConfig,
+    h: &'h http::HeaderMap,
+    incoming: &Incoming,
+) -> Result<Option<&'h str>, Box<HttpResponse>> {
     let version = match headers::text(h, &headers::PROTOCOL_VERSION) {
         Ok(v) => v,
         Err(_) => {
-            return rpc_error(
+            return Err(Box::new(rpc_error(
                 StatusCode::BAD_REQUEST,
-                request_id(&incoming),
+                request_id(incoming),
                 codes::HEADER_MISMATCH,
                 "Header mismatch: MCP-Protocol-Version is repeated or not visible ASCII",
-            );
+            )));
         }
     };
     let modern = version.is_some_and(|v| !headers::is_legacy(v));
-    match (core.config.generations, version) {
-        (Generations::Legacy, Some(v)) if modern => unsupported_version(request_id(&incoming), v, &LEGACY_VERSIONS),
-        (Generations::Modern, None) => rpc_error(
+    match (config.generations, version) {
+        (Generations::Legacy, Some(v)) if modern => {
+            Err(Box::new(unsupported_version(request_id(incoming), v, &LEGACY_VERSIONS)))
+        }
+        (Generations::Modern, None) => Err(Box::new(rpc_error(
             StatusCode::BAD_REQUEST,
-            request_id(&incoming),
+            request_id(incoming),
             codes::HEADER_MISMATCH,
             "Header mismatch: missing MCP-Protocol-Version header",
-        ),
-        (Generations::Modern, Some(v)) if !modern => unsupported_version(request_id(&incoming), v, &[MODERN_VERSION]),
-        (_, Some(v)) if modern => modern::post(&core, &conn, h, incoming, bytes.len(), v).await,
-        _ => legacy::post(&core, &conn, h, incoming, bytes.len()).await,
+        ))),
+        (Generations::Modern, Some(v)) if !modern => {
+            Err(Box::new(unsupported_version(request_id(incoming), v, &[MODERN_VERSION])))
+        }
+        (_, Some(v)) if modern => Ok(Some(v)),
+        _ => Ok(None),
     }
 }
 
 fn get_or_delete(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper::body::Incoming>) -> HttpResponse {
     let h = req.headers();
-    let version = headers::text(h, &headers::PROTOCOL_VERSION).ok().flatten();
-    if core.config.generations == Generations::Modern || version.is_some_and(|v| !headers::is_legacy(v)) {
-        // 2026-07-28 has neither the GET stream nor sessions.
-        return body::method_not_allowed("POST");
-    }
-    let session_id = match headers::text(h, &headers::SESSION_ID) {
-        Ok(Some(id)) => id,
-        Ok(None) => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                codes::INVALID_REQUEST,
-                "Bad Request: missing Mcp-Session-Id header",
-            );
-        }
-        Err(_) => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                codes::INVALID_REQUEST,
-                "Bad Request: malformed Mcp-Session-Id",
-            );
-        }
+    let session_id = match session_of_get_or_delete(&core.config, h) {
+        Ok(id) => id,
+        Err(refused) => return *refused,
     };
     let Some(session) = core.session(session_id) else { return legacy::session_not_found(session_id) };
     if let Err(refused) = session.check_bearer(h, None) {
@@ -670,4 +712,31 @@ fn get_or_delete(core: Arc<Core>, conn: Arc<ConnInfo>, req: http::Request<hyper:
         Err(_) => return rpc_error(StatusCode::BAD_REQUEST, None, codes::INVALID_REQUEST, "malformed Last-Event-ID"),
     };
     session.get(&conn, last_event_id)
+}
+
+/// The session a `GET` or `DELETE` names; `405` when it is a 2026-07-28 request (which has
+/// neither the `GET` stream nor sessions), `400` without a well-formed `Mcp-Session-Id`.
+fn session_of_get_or_delete<'h>(
+    config: &HttpServerConfig,
+    h: &'h http::HeaderMap,
+) -> Result<&'h str, Box<HttpResponse>> {
+    let version = headers::text(h, &headers::PROTOCOL_VERSION).ok().flatten();
+    if config.generations == Generations::Modern || version.is_some_and(|v| !headers::is_legacy(v)) {
+        return Err(Box::new(body::method_not_allowed("POST")));
+    }
+    match headers::text(h, &headers::SESSION_ID) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            codes::INVALID_REQUEST,
+            "Bad Request: missing Mcp-Session-Id header",
+        ))),
+        Err(_) => Err(Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            codes::INVALID_REQUEST,
+            "Bad Request: malformed Mcp-Session-Id",
+        ))),
+    }
 }

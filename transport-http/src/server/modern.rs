@@ -19,7 +19,7 @@ use super::{ConnInfo, Core};
 use crate::budget::{Budget, InTx, inbound_channel};
 use crate::headers::{self, BadHeader, LEGACY_VERSIONS, META_PROTOCOL_VERSION, MODERN_VERSION};
 use crate::sse;
-use crate::{Generations, ParamHeaderLookup};
+use crate::{Generations, HttpServerConfig, ParamHeaderLookup};
 
 /// The HTTP status of a JSON answer, from its JSON-RPC error code.
 fn status_for(msg: &Message) -> StatusCode {
@@ -48,6 +48,26 @@ fn mismatch(id: Option<Id>, detail: String) -> HttpResponse {
     rpc_error(StatusCode::BAD_REQUEST, id, codes::HEADER_MISMATCH, format!("Header mismatch: {detail}"))
 }
 
+/// The `Mcp-Method` header, decoded from the `=?base64?…?=` form a client uses for a method
+/// that is not plain visible ASCII (`None` when absent).
+fn method_header(h: &HeaderMap) -> Result<Option<std::borrow::Cow<'_, str>>, String> {
+    match headers::text(h, &headers::METHOD) {
+        Err(BadHeader) => Err("Mcp-Method header is repeated or not visible ASCII".into()),
+        Ok(None) => Ok(None),
+        Ok(Some(raw)) => {
+            headers::decode_value(raw).map(Some).map_err(|_| "Mcp-Method header has an invalid Base64 value".into())
+        }
+    }
+}
+
+fn method_mismatch(header: &str, method: &str) -> String {
+    format!(
+        "Mcp-Method header value '{}' does not match body method '{}'",
+        body::snippet(header),
+        body::snippet(method)
+    )
+}
+
 /// Checks `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` against a request's body.
 fn check_headers(h: &HeaderMap, req: &Request, header_version: &str) -> Result<(), String> {
     let facts = headers::body_facts(req.params.as_deref());
@@ -62,17 +82,10 @@ fn check_headers(h: &HeaderMap, req: &Request, header_version: &str) -> Result<(
         Some(None) => return Err(format!("_meta[\"{META_PROTOCOL_VERSION}\"] is not a string")),
         _ => {}
     }
-    match headers::text(h, &headers::METHOD) {
-        Err(BadHeader) => return Err("Mcp-Method header is repeated or not visible ASCII".into()),
-        Ok(None) => return Err("missing Mcp-Method header".into()),
-        Ok(Some(m)) if m != req.method => {
-            return Err(format!(
-                "Mcp-Method header value '{}' does not match body method '{}'",
-                body::snippet(m),
-                body::snippet(&req.method)
-            ));
-        }
-        Ok(Some(_)) => {}
+    match method_header(h)? {
+        None => return Err("missing Mcp-Method header".into()),
+        Some(m) if m != req.method => return Err(method_mismatch(&m, &req.method)),
+        Some(_) => {}
     }
     let Some(source) = headers::name_source(&req.method) else { return Ok(()) };
     let body_value = source.pick(&facts);
@@ -166,41 +179,12 @@ pub(crate) async fn post(
             "Unauthorized: this server does not accept the bearer token (or its absence)",
         );
     }
+    if let Err(refused) = check(&core.config, h, &incoming, header_version) {
+        return *refused;
+    }
     let peer = PeerInfo::new(format!("http://{}", conn.remote)).with_bearer_token(token);
-    let msg = match incoming {
-        Incoming::Message(m) => m,
-        Incoming::Batch(_) => {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                None,
-                codes::INVALID_REQUEST,
-                "JSON-RPC batch arrays are not part of protocol 2026-07-28",
-            );
-        }
-        Incoming::Invalid(e) => return rpc_error(StatusCode::BAD_REQUEST, e.id.clone(), e.code, e.reason.clone()),
-    };
-    match msg {
-        Message::Response(r) => rpc_error(
-            StatusCode::BAD_REQUEST,
-            r.id,
-            codes::INVALID_REQUEST,
-            "clients do not send JSON-RPC responses in protocol 2026-07-28",
-        ),
-        Message::Notification(n) => {
-            match headers::text(h, &headers::METHOD) {
-                Ok(Some(m)) if m != n.method => {
-                    return mismatch(
-                        None,
-                        format!(
-                            "Mcp-Method header value '{}' does not match body method '{}'",
-                            body::snippet(m),
-                            body::snippet(&n.method)
-                        ),
-                    );
-                }
-                Err(BadHeader) => return mismatch(None, "Mcp-Method header is repeated or not visible ASCII".into()),
-                _ => {}
-            }
+    match incoming {
+        Incoming::Message(Message::Notification(n)) => {
             let (tx, rx) = inbound_channel(&core.config.limits);
             if tx.send(Incoming::Message(Message::Notification(n)), len).await.is_err() {
                 return body::empty(StatusCode::ACCEPTED);
@@ -213,24 +197,61 @@ pub(crate) async fn post(
             }
             body::empty(StatusCode::ACCEPTED)
         }
+        Incoming::Message(Message::Request(req)) => exchange(core, conn, req, len, peer).await,
+        // `check` refused every other body; answered like a batch in case it ever lets one by.
+        _ => rpc_error(StatusCode::BAD_REQUEST, None, codes::INVALID_REQUEST, "not a 2026-07-28 request body"),
+    }
+}
+
+/// Everything about a 2026-07-28 POST that can be refused from its headers and body alone:
+/// batches, responses, and headers that disagree with the body (`400`).
+pub(super) fn check(
+    config: &HttpServerConfig,
+    h: &HeaderMap,
+    incoming: &Incoming,
+    header_version: &str,
+) -> Result<(), Box<HttpResponse>> {
+    let msg = match incoming {
+        Incoming::Message(m) => m,
+        Incoming::Batch(_) => {
+            return Err(Box::new(rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                codes::INVALID_REQUEST,
+                "JSON-RPC batch arrays are not part of protocol 2026-07-28",
+            )));
+        }
+        Incoming::Invalid(e) => {
+            return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, e.id.clone(), e.code, e.reason.clone())));
+        }
+    };
+    match msg {
+        Message::Response(r) => Err(Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            r.id.clone(),
+            codes::INVALID_REQUEST,
+            "clients do not send JSON-RPC responses in protocol 2026-07-28",
+        ))),
+        Message::Notification(n) => match method_header(h) {
+            Ok(Some(m)) if m != n.method => Err(Box::new(mismatch(None, method_mismatch(&m, &n.method)))),
+            Err(detail) => Err(Box::new(mismatch(None, detail))),
+            Ok(_) => Ok(()),
+        },
         Message::Request(req) => {
             let body_version = headers::body_facts(req.params.as_deref()).version;
             if body_version.is_none() && header_version != MODERN_VERSION {
                 // Nothing in the body names the version: the header alone asks for one we lack.
-                let supported: &[&str] = match core.config.generations {
+                let supported: &[&str] = match config.generations {
                     Generations::Modern => &[MODERN_VERSION],
                     _ => &[MODERN_VERSION, LEGACY_VERSIONS[0], LEGACY_VERSIONS[1], LEGACY_VERSIONS[2]],
                 };
-                return super::unsupported_version(Some(req.id), header_version, supported);
+                return Err(Box::new(super::unsupported_version(Some(req.id.clone()), header_version, supported)));
             }
-            let checked = check_headers(h, &req, header_version).and_then(|()| match &core.config.param_headers {
-                Some(lookup) if req.method == "tools/call" => check_param_headers(h, &req, lookup),
+            let checked = check_headers(h, req, header_version).and_then(|()| match &config.param_headers {
+                Some(lookup) if req.method == "tools/call" => check_param_headers(h, req, lookup),
                 _ => Ok(()),
             });
-            if let Err(detail) = checked {
-                return mismatch(Some(req.id), detail);
-            }
-            exchange(core, conn, req, len, peer).await
+            checked.map_err(|detail| Box::new(mismatch(Some(req.id.clone()), detail)))
         }
     }
 }
@@ -569,5 +590,44 @@ impl Outbound for NoOutbound {
 
     fn is_closed(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+    use mcp_transport_core::Message;
+
+    use super::*;
+
+    fn request(method: &str) -> Request {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {}});
+        match Message::from_slice(body.to_string().as_bytes()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    fn with_method(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(headers::METHOD, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    /// Found while writing the `http_request` fuzz target's client-headers check: the client
+    /// sends a method that is not plain visible ASCII in the `=?base64?…?=` form, and the
+    /// listener compared it undecoded.
+    #[test]
+    fn mcp_method_is_compared_after_decoding() {
+        for method in ["tools/call ", "outils/appelé", "=?base64?x?="] {
+            let encoded = headers::encode_value(method);
+            assert!(encoded.starts_with("=?base64?"), "{method:?} is sent encoded");
+            assert_eq!(check_headers(&with_method(&encoded), &request(method), MODERN_VERSION), Ok(()));
+        }
+        assert_eq!(check_headers(&with_method("tools/list"), &request("tools/list"), MODERN_VERSION), Ok(()));
+        let wrong = check_headers(&with_method("=?base64?dG9vbHMvbGlzdA==?="), &request("tools/call"), MODERN_VERSION);
+        assert!(wrong.is_err_and(|e| e.contains("does not match")));
+        let invalid = check_headers(&with_method("=?base64?!!?="), &request("tools/list"), MODERN_VERSION);
+        assert!(invalid.is_err_and(|e| e.contains("invalid Base64")));
     }
 }
