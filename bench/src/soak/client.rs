@@ -33,6 +33,9 @@ pub(crate) struct Tally {
     pub(crate) unexpected: u64,
     /// Latency of every answered call.
     pub(crate) latencies: Vec<Duration>,
+    /// Latency of answered calls by where they were served: an upstream's name, or
+    /// `gateway` for what the gateway answers itself (`tools/list`, `ping`).
+    pub(crate) by_target: BTreeMap<String, Vec<Duration>>,
     /// Why the client could not connect or stopped early, if it did.
     pub(crate) failure: Option<String>,
 }
@@ -50,6 +53,9 @@ impl Tally {
         self.late += other.late;
         self.unexpected += other.unexpected;
         self.latencies.extend(other.latencies);
+        for (target, latencies) in other.by_target {
+            self.by_target.entry(target).or_default().extend(latencies);
+        }
     }
 }
 
@@ -84,6 +90,16 @@ impl Call {
             13 | 14 => Call::Sleep { tool: tool("sleep"), ms: 1 + spread % 20 },
             15..=17 => Call::ListTools,
             _ => Call::Ping,
+        }
+    }
+
+    /// Where it is served: the upstream's name, or `gateway`.
+    pub(crate) fn target(&self) -> &str {
+        match self {
+            Call::Echo { tool, .. } | Call::Payload { tool, .. } | Call::Sleep { tool, .. } => {
+                tool.rsplit_once("__").map_or(tool.as_str(), |(upstream, _)| upstream)
+            }
+            Call::ListTools | Call::Ping => "gateway",
         }
     }
 
@@ -215,7 +231,12 @@ pub(crate) async fn run(
         }
         match session.answer_to(id, sent + shared.call_timeout, &tx).await {
             Ok(outcome) => {
-                session.tally.latencies.push(sent.elapsed());
+                let took = sent.elapsed();
+                session.tally.latencies.push(took);
+                match session.tally.by_target.get_mut(call.target()) {
+                    Some(v) => v.push(took),
+                    None => drop(session.tally.by_target.insert(call.target().to_owned(), vec![took])),
+                }
                 shared.answered.fetch_add(1, Ordering::Relaxed);
                 match outcome {
                     Ok(result) => match call.check(&result, &shared.upstreams, &shared.separator) {

@@ -241,11 +241,12 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, BenchError> {
         let connected = connected.clone();
         clients.spawn(async move {
             let permit = connecting.acquire_owned().await;
-            client::run(index, via, endpoint, shared, move || {
+            let tally = client::run(index, via, endpoint, shared, move || {
                 drop(permit);
                 connected.fetch_add(1, Ordering::Relaxed);
             })
-            .await
+            .await;
+            (via, tally)
         });
     }
     tracing::info!(clients = options.clients, "soak started");
@@ -253,16 +254,19 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, BenchError> {
     let mut samples: Vec<Sample> = Vec::new();
     let mut peak_clients = 0;
     let mut all_connected_after = None;
-    let mut tally = Tally::default();
+    let mut per_via: Vec<(Downstream, Tally)> = Vec::new();
     let mut failures = Vec::new();
     let mut ticker = tokio::time::interval(options.sample_every);
     let mut peak_fds = before.fds.clone();
     loop {
         tokio::select! {
             done = clients.join_next() => match done {
-                Some(Ok(t)) => {
+                Some(Ok((via, t))) => {
                     if let Some(f) = &t.failure { failures.push(f.clone()); }
-                    tally.merge(t);
+                    match per_via.iter_mut().find(|(v, _)| *v == via) {
+                        Some((_, tally)) => tally.merge(t),
+                        None => per_via.push((via, t)),
+                    }
                 }
                 Some(Err(e)) => failures.push(format!("a client task failed: {e}")),
                 None => break,
@@ -303,7 +307,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, BenchError> {
         after,
         samples,
         peak_fds,
-        tally,
+        per_via,
         failures,
         load_time,
         all_connected_after,

@@ -46,6 +46,10 @@ pub struct SoakReport {
     pub calls_per_s: f64,
     /// Latency of answered calls.
     pub latency: Option<Summary>,
+    /// Calls and latency per client transport.
+    pub by_transport: Vec<ViaReport>,
+    /// Calls and latency by where they were served (an upstream, or `gateway`).
+    pub by_target: Vec<ViaReport>,
     /// Resources per server process.
     pub processes: Vec<ProcessReport>,
     /// Every sample taken while the clients ran.
@@ -58,6 +62,19 @@ pub struct SoakReport {
     pub client_failure_count: usize,
     /// The criteria missed; empty when the soak passed.
     pub missed: Vec<String>,
+}
+
+/// Calls and latency of the clients of one transport, or of the calls served by one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViaReport {
+    /// The client transport, or the upstream (or `gateway`) that served the calls.
+    pub via: String,
+    /// Calls answered.
+    pub answered: u64,
+    /// Answered calls per second over the load.
+    pub calls_per_s: f64,
+    /// Latency of its answered calls.
+    pub latency: Option<Summary>,
 }
 
 /// Resident memory and descriptors of one server process.
@@ -91,7 +108,7 @@ pub(crate) struct Inputs<'a> {
     pub(crate) after: Sample,
     pub(crate) samples: Vec<Sample>,
     pub(crate) peak_fds: Vec<usize>,
-    pub(crate) tally: Tally,
+    pub(crate) per_via: Vec<(crate::soak::Downstream, Tally)>,
     pub(crate) failures: Vec<String>,
     pub(crate) load_time: Duration,
     pub(crate) all_connected_after: Option<Duration>,
@@ -100,7 +117,28 @@ pub(crate) struct Inputs<'a> {
 
 /// Builds the report and its verdicts.
 pub(crate) fn build(inputs: Inputs<'_>) -> SoakReport {
-    let Inputs { options, watched, before, after, samples, peak_fds, mut tally, failures, .. } = inputs;
+    let Inputs { options, watched, before, after, samples, peak_fds, per_via, failures, .. } = inputs;
+    let mut tally = Tally::default();
+    let mut by_transport = Vec::new();
+    for (via, mut t) in per_via {
+        let answered = t.latencies.len() as u64;
+        by_transport.push(ViaReport {
+            via: via.name().to_owned(),
+            answered,
+            calls_per_s: answered as f64 / inputs.load_time.as_secs_f64().max(1e-9),
+            latency: Summary::of(&mut t.latencies),
+        });
+        tally.merge(t);
+    }
+    let by_target = std::mem::take(&mut tally.by_target)
+        .into_iter()
+        .map(|(target, mut latencies)| ViaReport {
+            via: target,
+            answered: latencies.len() as u64,
+            calls_per_s: latencies.len() as f64 / inputs.load_time.as_secs_f64().max(1e-9),
+            latency: Summary::of(&mut latencies),
+        })
+        .collect();
     let processes: Vec<ProcessReport> = watched
         .iter()
         .enumerate()
@@ -139,6 +177,8 @@ pub(crate) fn build(inputs: Inputs<'_>) -> SoakReport {
         unexpected: tally.unexpected,
         calls_per_s: answered as f64 / inputs.load_time.as_secs_f64().max(1e-9),
         latency,
+        by_transport,
+        by_target,
         processes,
         samples,
         settled_after_s: inputs.settled_after.as_secs_f64(),
@@ -248,6 +288,20 @@ impl SoakReport {
                 l.p999_us / 1e3
             );
         }
+        let rows = self.by_transport.iter().map(|v| ("over", v)).chain(self.by_target.iter().map(|v| ("served by", v)));
+        for (how, v) in rows {
+            if let Some(l) = &v.latency {
+                let _ = writeln!(
+                    out,
+                    "  - {how} {}: {} calls ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
+                    v.via,
+                    v.answered,
+                    v.calls_per_s,
+                    l.p50_us / 1e3,
+                    l.p99_us / 1e3
+                );
+            }
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -314,6 +368,8 @@ mod tests {
             unexpected: 0,
             calls_per_s: 10.0,
             latency: None,
+            by_transport: Vec::new(),
+            by_target: Vec::new(),
             processes: vec![ProcessReport {
                 name: "gateway".into(),
                 pid: 1,
