@@ -234,6 +234,21 @@ impl Cursor {
     }
 }
 
+/// Decodes a client's cursor into (upstream index, that upstream's cursor), or `None` when it
+/// is invalid. For fuzzing only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_decode_cursor(s: &str) -> Option<(usize, Option<String>)> {
+    Cursor::decode(s).ok().map(|c| (c.u, c.c))
+}
+
+/// Encodes a cursor as the gateway hands it out. For fuzzing only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_encode_cursor(u: usize, c: Option<String>) -> String {
+    Cursor { u, c }.encode()
+}
+
 /// The four aggregated lists.
 #[derive(Clone, Copy, Debug)]
 enum ListKind {

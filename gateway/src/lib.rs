@@ -77,4 +77,7 @@ pub use auth::{Credentials, Principal};
 pub use config::GatewayConfig;
 pub use error::{Error, FORBIDDEN, RATE_LIMITED, SHUTTING_DOWN, TOKEN_BUDGET_EXHAUSTED, UPSTREAM_UNAVAILABLE};
 pub use gateway::{Gateway, ReloadReport, ShutdownReport};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use gateway::{fuzz_decode_cursor, fuzz_encode_cursor};
 pub use upstream::UpstreamState;
