@@ -15,6 +15,8 @@ mod error;
 pub mod message;
 #[cfg(feature = "rmcp")]
 pub mod rmcp;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 
 #[cfg(feature = "testing")]

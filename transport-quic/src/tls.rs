@@ -431,49 +431,15 @@ impl ServerCertVerifier for CaVerifier {
     }
 }
 
-/// A certificate verification failure as a sentence starting with "certificate", naming the
-/// cause (rustls prints some of them only as a debug name, such as `UnknownIssuer`).
+/// A certificate verification failure as a clause starting with "certificate".
 /// `server_name` is the name the certificate was checked for.
 pub(crate) fn certificate_problem(problem: &CertificateError, server_name: &str) -> String {
-    match problem {
-        CertificateError::NotValidForName => format!("certificate is not valid for name {server_name}"),
-        CertificateError::NotValidForNameContext { presented, .. } if presented.is_empty() => {
-            format!("certificate is not valid for name {server_name} (it names no host)")
-        }
-        CertificateError::NotValidForNameContext { presented, .. } => {
-            let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
-            format!("certificate is not valid for name {server_name} (it is valid for {})", names.join(", "))
-        }
-        CertificateError::Expired => "certificate expired".into(),
-        CertificateError::ExpiredContext { time, not_after } => format!(
-            "certificate expired: it is valid until {} (UNIX time), {} seconds before this check",
-            not_after.as_secs(),
-            time.as_secs().saturating_sub(not_after.as_secs())
-        ),
-        CertificateError::NotValidYet => "certificate is not valid yet".into(),
-        CertificateError::NotValidYetContext { time, not_before } => format!(
-            "certificate is not valid yet: it is valid from {} (UNIX time), {} seconds after this check",
-            not_before.as_secs(),
-            not_before.as_secs().saturating_sub(time.as_secs())
-        ),
-        CertificateError::UnknownIssuer => {
-            "certificate is not issued by a trusted CA (unknown issuer: it does not chain to any certificate \
-             in QuicClientConfig::ca_file; pin its fingerprint instead if it is self-signed)"
-                .into()
-        }
-        CertificateError::BadSignature => "certificate has an invalid signature".into(),
-        CertificateError::Revoked => "certificate has been revoked".into(),
-        CertificateError::BadEncoding => "certificate is not valid DER".into(),
-        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-            "certificate may not be used for TLS server authentication (extended key usage)".into()
-        }
-        other => format!("certificate was refused: {other}"),
-    }
-}
-
-/// `other.example` from webpki's `DnsName("other.example")`; other forms as they are.
-fn plain_name(presented: &str) -> &str {
-    presented.strip_prefix("DnsName(\"").and_then(|n| n.strip_suffix("\")")).unwrap_or(presented)
+    mcp_transport_core::tls::certificate_problem(
+        problem,
+        server_name,
+        "it does not chain to any certificate in QuicClientConfig::ca_file; pin its fingerprint instead if it is \
+         self-signed",
+    )
 }
 
 #[cfg(test)]

@@ -223,48 +223,9 @@ pub(crate) fn handshake_failure(e: &io::Error, host: &str) -> String {
     }
 }
 
-/// A certificate verification failure as a sentence starting with "certificate", naming the
-/// cause (rustls prints some of them only as a debug name, such as `UnknownIssuer`).
+/// A certificate verification failure as a clause starting with "certificate".
 fn certificate_problem(problem: &CertificateError, host: &str) -> String {
-    match problem {
-        CertificateError::NotValidForName => format!("certificate is not valid for name {host}"),
-        CertificateError::NotValidForNameContext { presented, .. } if presented.is_empty() => {
-            format!("certificate is not valid for name {host} (it names no host)")
-        }
-        CertificateError::NotValidForNameContext { presented, .. } => {
-            let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
-            format!("certificate is not valid for name {host} (it is valid for {})", names.join(", "))
-        }
-        CertificateError::Expired => "certificate expired".into(),
-        CertificateError::ExpiredContext { time, not_after } => format!(
-            "certificate expired: it is valid until {} (UNIX time), {} seconds before this check",
-            not_after.as_secs(),
-            time.as_secs().saturating_sub(not_after.as_secs())
-        ),
-        CertificateError::NotValidYet => "certificate is not valid yet".into(),
-        CertificateError::NotValidYetContext { time, not_before } => format!(
-            "certificate is not valid yet: it is valid from {} (UNIX time), {} seconds after this check",
-            not_before.as_secs(),
-            not_before.as_secs().saturating_sub(time.as_secs())
-        ),
-        CertificateError::UnknownIssuer => {
-            "certificate is not issued by a trusted CA (unknown issuer: it does not chain to any trusted \
-             certificate)"
-                .into()
-        }
-        CertificateError::BadSignature => "certificate has an invalid signature".into(),
-        CertificateError::Revoked => "certificate has been revoked".into(),
-        CertificateError::BadEncoding => "certificate is not valid DER".into(),
-        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-            "certificate may not be used for TLS server authentication (extended key usage)".into()
-        }
-        other => format!("certificate was refused: {other}"),
-    }
-}
-
-/// `other.example` from webpki's `DnsName("other.example")`; other forms as they are.
-fn plain_name(presented: &str) -> &str {
-    presented.strip_prefix("DnsName(\"").and_then(|n| n.strip_suffix("\")")).unwrap_or(presented)
+    mcp_transport_core::tls::certificate_problem(problem, host, "it does not chain to any trusted certificate")
 }
 
 fn client_config_with(roots: RootCertStore) -> Result<Arc<ClientConfig>, Error> {
