@@ -3,15 +3,17 @@
 #
 #   fuzz/run-all.sh [SECONDS_PER_TARGET]      (default 300)
 #
-# New inputs found while fuzzing go to target/corpus/<target>/ (ignored by git); the committed
-# seeds in corpus/<target>/ are only read. Crashes are saved under artifacts/<target>/ and make
-# the script exit with status 1 after all targets have run.
+# New inputs found while fuzzing go to target/corpus/<target>/ (ignored by git); after each run,
+# the ones that add coverage are merged into the committed corpus/<target>/ (libFuzzer -merge=1),
+# which is then capped at MAX_CORPUS_FILES files (hand-written seed-* files first). Crashes are
+# saved under artifacts/<target>/ and make the script exit with status 1 after all targets have
+# run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 secs="${1:-300}"
 # Cap on files kept in the committed corpus/<target>/ (hand-written seed-* files are kept first).
-max_files="${MAX_CORPUS_FILES:-200}"
+max_files="${MAX_CORPUS_FILES:-100}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz is not installed: cargo install cargo-fuzz" >&2
@@ -44,6 +46,8 @@ for target in $("${fuzz[@]}" list); do
         echo "=== $target FAILED: reproducer in artifacts/$target/" >&2
         status=1
     fi
+    # Keep what adds coverage, in the committed corpus.
+    "${fuzz[@]}" run "$target" "corpus/$target" "target/corpus/$target" -- -merge=1 >/dev/null 2>&1 || true
     prune "corpus/$target"
 done
 exit "$status"
