@@ -97,7 +97,7 @@ impl Call {
     pub(crate) fn target(&self) -> &str {
         match self {
             Call::Echo { tool, .. } | Call::Payload { tool, .. } | Call::Sleep { tool, .. } => {
-                tool.rsplit_once("__").map_or(tool.as_str(), |(upstream, _)| upstream)
+                tool.rsplit_once(crate::soak::SEPARATOR).map_or(tool.as_str(), |(upstream, _)| upstream)
             }
             Call::ListTools | Call::Ping => "gateway",
         }
@@ -372,6 +372,11 @@ mod tests {
         }
         for up in ups() {
             assert!(calls.iter().any(|c| format!("{c:?}").contains(&format!("\"{up}__"))), "{up}");
+        }
+        for c in &calls {
+            let served_by_gateway = matches!(c, Call::ListTools | Call::Ping);
+            assert_eq!(c.target() == "gateway", served_by_gateway, "{c:?}");
+            assert!(served_by_gateway || ups().iter().any(|u| u == c.target()), "{c:?}");
         }
         let req = Call::pick(3, 1, &ups(), "__").request(7);
         assert_eq!(req.id, Id::Number(7));

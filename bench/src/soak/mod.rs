@@ -252,7 +252,6 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, BenchError> {
     tracing::info!(clients = options.clients, "soak started");
 
     let mut samples: Vec<Sample> = Vec::new();
-    let mut peak_clients = 0;
     let mut all_connected_after = None;
     let mut per_via: Vec<(Downstream, Tally)> = Vec::new();
     let mut failures = Vec::new();
@@ -275,7 +274,6 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, BenchError> {
                 let s = monitor::sample(&watched, started.elapsed(), shared.answered.load(Ordering::Relaxed));
                 for (peak, now) in peak_fds.iter_mut().zip(&s.fds) { *peak = (*peak).max(*now); }
                 let now_connected = connected.load(Ordering::Relaxed) as usize;
-                peak_clients = peak_clients.max(now_connected);
                 if all_connected_after.is_none() && now_connected == options.clients {
                     all_connected_after = Some(started.elapsed());
                 }
@@ -316,7 +314,7 @@ pub async fn run(options: SoakOptions) -> Result<SoakReport, BenchError> {
 }
 
 /// The separator of the gateway's namespaced names.
-const SEPARATOR: &str = "__";
+pub(crate) const SEPARATOR: &str = "__";
 
 /// The gateway configuration: the listeners, the admin endpoint and one upstream per server.
 fn gateway_config(options: &SoakOptions, dir: &Path, servers: &[(Upstream, ServerProcess)]) -> String {
